@@ -1,0 +1,1 @@
+"""Ready-made handlers that ship with runtime-worker."""

@@ -1,0 +1,1 @@
+"""Handlers the tests run, in real worker processes and in-process."""

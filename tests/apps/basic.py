@@ -1,0 +1,150 @@
+"""Handlers with known behaviour: echo, fail, hang, unmarshalable, context, scratch, gates."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger("tests.apps")
+
+
+async def echo(event: Any, context: Any) -> Any:
+    return event
+
+
+def sync_echo(event: Any, context: Any) -> Any:
+    return {"event": event, "thread": threading.current_thread().name}
+
+
+async def fail(event: Any, context: Any) -> Any:
+    raise ValueError("boom")
+
+
+def sync_fail(event: Any, context: Any) -> Any:
+    raise KeyError("missing")
+
+
+async def hang(event: Any, context: Any) -> Any:
+    await asyncio.sleep(3600)
+
+
+def sync_sleep(event: Any, context: Any) -> Any:
+    time.sleep(float(event.get("seconds", 1.5)))
+    return {"slept": event.get("seconds", 1.5)}
+
+
+async def unmarshalable(event: Any, context: Any) -> Any:
+    return {"value": object()}
+
+
+async def oversize(event: Any, context: Any) -> Any:
+    return "x" * int(event.get("bytes", 7 * 1024 * 1024))
+
+
+async def raise_timeout(event: Any, context: Any) -> Any:
+    raise TimeoutError("my own timeout")
+
+
+def context_info(event: Any, context: Any) -> Any:
+    return {
+        "aws_request_id": context.aws_request_id,
+        "function_name": context.function_name,
+        "function_version": context.function_version,
+        "invoked_function_arn": context.invoked_function_arn,
+        "memory_limit_in_mb": context.memory_limit_in_mb,
+        "log_group_name": context.log_group_name,
+        "log_stream_name": context.log_stream_name,
+        "identity": [
+            context.identity.cognito_identity_id,
+            context.identity.cognito_identity_pool_id,
+        ],
+        "client_context": None
+        if context.client_context is None
+        else {
+            "installation_id": context.client_context.client.installation_id,
+            "custom": context.client_context.custom,
+            "env": context.client_context.env,
+        },
+        "remaining": context.get_remaining_time_in_millis(),
+        "deadline": context.deadline,
+        "lane": context.lane,
+    }
+
+
+async def whoami(event: Any, context: Any) -> Any:
+    return {"pid": os.getpid(), "tmpdir": os.environ.get("TMPDIR")}
+
+
+def _wait_for(path: str) -> None:
+    while not os.path.exists(path):
+        time.sleep(0.005)
+
+
+async def _await_file(path: str) -> None:
+    while not os.path.exists(path):
+        await asyncio.sleep(0.005)
+
+
+async def scratch(event: Any, context: Any) -> Any:
+    """Write into context.tmp, announce it, hold until released: two can overlap."""
+    path = os.path.join(context.tmp, "data.txt")
+    with open(path, "w") as f:
+        f.write(context.aws_request_id)
+    with open(os.path.join(event["dir"], f"started-{context.aws_request_id}"), "w") as f:
+        f.write(context.tmp)
+    await _await_file(os.path.join(event["dir"], "release"))
+    with open(path) as f:
+        mine = f.read() == context.aws_request_id
+    return {"tmp": context.tmp, "mine": mine, "tmpdir": os.environ.get("TMPDIR")}
+
+
+_active = 0
+_peak = 0
+_lock = threading.Lock()
+
+
+async def peak(event: Any, context: Any) -> Any:
+    """Counts how many run at once, holding each until `release` exists."""
+    global _active, _peak
+    with _lock:
+        _active += 1
+        _peak = max(_peak, _active)
+    try:
+        await _await_file(os.path.join(event["dir"], "release"))
+    finally:
+        with _lock:
+            _active -= 1
+    return {"peak": _peak, "pid": os.getpid()}
+
+
+async def gate(event: Any, context: Any) -> Any:
+    """Announce the start, then hold until `release` exists (for drain and overload)."""
+    with open(os.path.join(event["dir"], f"started-{context.aws_request_id}"), "w"):
+        pass
+    await _await_file(os.path.join(event["dir"], "release"))
+    return {"done": context.aws_request_id}
+
+
+def sync_gate(event: Any, context: Any) -> Any:
+    with open(os.path.join(event["dir"], f"started-{context.aws_request_id}"), "w"):
+        pass
+    _wait_for(os.path.join(event["dir"], "release"))
+    return {"done": context.aws_request_id}
+
+
+def logs_in_thread(event: Any, context: Any) -> Any:
+    for i in range(int(event.get("lines", 3))):
+        log.info("line %d of %s", i, event.get("tag"))
+        time.sleep(0.001)
+    return {"requestId": context.aws_request_id}
+
+
+async def proxy_response(event: Any, context: Any) -> Any:
+    """Returns whatever response the request's JSON body describes."""
+    import json
+
+    return json.loads(event["body"]) if event.get("body") else {"path": event["rawPath"]}

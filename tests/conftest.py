@@ -1,0 +1,151 @@
+"""Fixtures: an in-process HTTP front on the test's loop, and real `worker serve` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker import handler as handlers
+from worker.config import Config
+from worker.lanes import Lane, Lanes
+from worker.pool import Pool
+from worker.sources.http import Front, HttpProtocol
+from worker.telemetry.metrics import Metrics, merge, render
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class InProc:
+    """The HTTP front, a pool and one lane on the test's own loop (no fork)."""
+
+    def __init__(self, port: int, front: Front, pool: Pool, lane: Lane, server: asyncio.Server):
+        self.port = port
+        self.front = front
+        self.pool = pool
+        self.lane = lane
+        self.server = server
+
+
+@pytest.fixture
+async def inproc(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[InProc]]]:
+    started: list[InProc] = []
+
+    async def start(spec: str, *, slots: int = 4, queue: int = 8, **settings: Any) -> InProc:
+        config = Config(handler=spec, **settings)
+        handler = handlers.load(spec, task_root=str(ROOT))
+        metrics = Metrics()
+        lane = Lane("default", slots, queue)
+        pool = Pool(handler, Lanes([lane]), config, worker_tmp=str(tmp_path), metrics=metrics)
+        pool.start()
+        front = Front(
+            config, pool.submit, metrics_text=lambda: render(merge([metrics.snapshot()])), pid=os.getpid()
+        )
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: HttpProtocol(front), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        inst = InProc(port, front, pool, lane, server)
+        started.append(inst)
+        return inst
+
+    yield start
+    for inst in started:
+        inst.server.close()
+        for conn in list(inst.front.connections):
+            conn.close()
+        await inst.pool.drain(0.5)
+
+
+class Proc:
+    """A real `python -m worker serve …` environment (supervisor and workers)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "worker", *args, "--port", str(self.port)],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait for the state that proves readiness: /_worker/ready answers 200."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if self.get("/_worker/ready", timeout=1.0)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise TimeoutError(f"server not ready:\n{self.logs()}")
+
+    def logs(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def children(self) -> list[int]:
+        path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    procs: list[Proc] = []
+
+    def start(handler: str, *args: str, env: dict[str, str] | None = None, ready: bool = True) -> Proc:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("WORKER_", "AWS_"))}
+        environ.update(env or {})
+        environ["PYTHONPATH"] = str(ROOT)
+        proc = Proc(["serve", handler, *args], environ, tmp_path / f"server-{len(procs)}.log")
+        procs.append(proc)
+        if ready:
+            proc.wait_ready()
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from worker.config import DEFAULT_MAX_PAYLOAD, Config
+
+
+def test_defaults_follow_the_contract() -> None:
+    c = Config.from_env({}, processes=2)
+    assert (c.host, c.port, c.timeout, c.init_timeout, c.grace) == ("127.0.0.1", 8080, 300, 900, 25)
+    assert c.max_payload == DEFAULT_MAX_PAYLOAD == 6 * 1024 * 1024 + 100
+    assert c.total_concurrency == 32  # 16 per core/process
+    assert c.total_queue_size == 64  # 2 x concurrency
+
+
+def test_lambda_mode_defaults_to_one_slot() -> None:
+    assert Config.from_env({}, mode="lambda").total_concurrency == 1
+
+
+def test_environment_then_flags() -> None:
+    env = {
+        "WORKER_PORT": "9000",
+        "WORKER_CONCURRENCY": "10",
+        "WORKER_QUEUE_SIZE": "3",
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": "7",
+        "WORKER_PROCESSES": "3",
+        "_HANDLER": "mod.fn",
+    }
+    c = Config.from_env(env, port=9100)
+    assert (c.port, c.concurrency, c.queue_size, c.timeout, c.handler) == (9100, 10, 3, 7.0, "mod.fn")
+    # Environment-wide bounds spread over processes, the remainder to the first ones.
+    assert [c.slots_for(i) for i in range(3)] == [4, 3, 3]
+    assert [c.queue_for(i) for i in range(3)] == [1, 1, 1]
+
+
+def test_never_more_processes_than_slots() -> None:
+    assert Config.from_env({}, processes=8, concurrency=2).worker_processes == 2
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [({"WORKER_PORT": "eighty"}, "WORKER_PORT"), ({"WORKER_GRACE": "0"}, "grace")],
+)
+def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Config.from_env(env)

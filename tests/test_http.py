@@ -1,0 +1,252 @@
+"""The HTTP front over real sockets, in-process: endpoints, errors and HTTP/1.1 robustness."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+
+import orjson
+
+from tests.client import INVOKE, encode, invoke, read_answer, request
+
+
+async def test_invoke_returns_the_result(inproc) -> None:
+    srv = await inproc("tests.apps.basic.echo")
+    ans = await invoke(srv.port, {"a": [1, 2]})
+    assert ans.status == 200 and ans.json() == {"a": [1, 2]}
+    assert ans.headers["content-type"] == "application/json"
+    assert "x-amzn-requestid" in ans.headers and "date" in ans.headers
+
+
+async def test_sync_handler_runs_on_a_thread(inproc) -> None:
+    srv = await inproc("tests.apps.basic.sync_echo")
+    ans = await invoke(srv.port, {"x": 1})
+    assert ans.json() == {"event": {"x": 1}, "thread": ans.json()["thread"]}  # type: ignore[index]
+    assert ans.json()["thread"].startswith("handler")  # type: ignore[index]
+
+
+async def test_handler_error_is_200_with_function_error(inproc) -> None:
+    for spec, etype, msg in [
+        ("tests.apps.basic.fail", "ValueError", "boom"),
+        ("tests.apps.basic.sync_fail", "KeyError", "'missing'"),
+    ]:
+        srv = await inproc(spec)
+        ans = await invoke(srv.port, {})
+        assert ans.status == 200
+        assert ans.headers["x-amz-function-error"] == "Unhandled"
+        body = ans.json()
+        assert body["errorType"] == etype and body["errorMessage"] == msg  # type: ignore[index]
+        assert body["requestId"] == ans.headers["x-amzn-requestid"]  # type: ignore[index]
+        assert isinstance(body["stackTrace"], list) and body["stackTrace"]  # type: ignore[index]
+
+
+async def test_marshal_error_and_response_too_large(inproc) -> None:
+    srv = await inproc("tests.apps.basic.unmarshalable")
+    ans = await invoke(srv.port)
+    assert ans.headers["x-amz-function-error"] == "Unhandled"
+    assert ans.json()["errorType"] == "Runtime.MarshalError"  # type: ignore[index]
+    srv = await inproc("tests.apps.basic.oversize", max_payload=1000)
+    ans = await invoke(srv.port, {"bytes": 2000})
+    assert ans.json()["errorType"] == "Function.ResponseSizeTooLarge"  # type: ignore[index]
+
+
+async def test_async_timeout_is_sandbox_timedout_and_the_slot_is_freed(inproc) -> None:
+    srv = await inproc("tests.apps.basic.hang", slots=1, timeout=0.2)
+    for _ in range(2):  # the second call proves the slot came back
+        ans = await invoke(srv.port)
+        assert ans.status == 200 and ans.headers["x-amz-function-error"] == "Unhandled"
+        assert ans.json() == {
+            "errorMessage": "Task timed out after 0.20 seconds",
+            "errorType": "Sandbox.Timedout",
+            "requestId": ans.headers["x-amzn-requestid"],
+            "stackTrace": [],
+        }
+    assert srv.lane.in_flight == 0
+
+
+async def test_a_handlers_own_timeout_error_is_not_ours(inproc) -> None:
+    srv = await inproc("tests.apps.basic.raise_timeout")
+    assert (await invoke(srv.port)).json()["errorType"] == "TimeoutError"  # type: ignore[index]
+
+
+async def test_malformed_json_is_400_and_the_connection_serves_on(inproc) -> None:
+    srv = await inproc("tests.apps.basic.echo")
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(encode("POST", INVOKE, b'{"a":'))
+    ans = await read_answer(reader)
+    assert ans.status == 400
+    assert ans.json()["errorType"] == "InvalidRequestContentException"  # type: ignore[index]
+    writer.write(encode("POST", INVOKE, b'{"a":1}'))
+    assert (await read_answer(reader)).json() == {"a": 1}
+    writer.close()
+
+
+async def test_oversize_body_is_413_before_it_is_read(inproc) -> None:
+    srv = await inproc("tests.apps.basic.echo", max_payload=1024)
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    # Announce 10 MB but send only headers: the answer must come without the body.
+    writer.write(f"POST {INVOKE} HTTP/1.1\r\nhost: x\r\ncontent-length: 10000000\r\n\r\n".encode())
+    ans = await read_answer(reader)
+    assert ans.status == 413
+    assert ans.json()["errorType"] == "RequestEntityTooLargeException"  # type: ignore[index]
+    assert await reader.read() == b""  # closed: the rest of the body is never read
+    # Chunked bodies have no length up front: refused once they pass the limit.
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(f"POST {INVOKE} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".encode())
+    writer.write(b"400\r\n" + b"a" * 1024 + b"\r\n400\r\n" + b"a" * 1024 + b"\r\n")
+    assert (await read_answer(reader)).status == 413
+
+
+async def test_full_lane_answers_429_at_once(inproc, tmp_path: Path) -> None:
+    srv = await inproc("tests.apps.basic.gate", slots=1, queue=1)
+    event = {"dir": str(tmp_path)}
+    first = asyncio.ensure_future(invoke(srv.port, event))
+    second = asyncio.ensure_future(invoke(srv.port, event))
+    while not list(tmp_path.glob("started-*")) or srv.lane.depth < 1:
+        await asyncio.sleep(0.005)
+    ans = await invoke(srv.port, event)
+    assert ans.status == 429 and ans.headers["retry-after"] == "1"
+    assert ans.json()["errorType"] == "TooManyRequestsException"  # type: ignore[index]
+    (tmp_path / "release").touch()
+    assert (await first).status == 200 and (await second).status == 200
+
+
+async def test_event_invocation_is_202_and_still_runs(inproc, tmp_path: Path) -> None:
+    srv = await inproc("tests.apps.basic.gate")
+    ans = await invoke(srv.port, {"dir": str(tmp_path)}, {"X-Amz-Invocation-Type": "Event"})
+    assert ans.status == 202 and ans.body == b""
+    while not list(tmp_path.glob("started-*")):
+        await asyncio.sleep(0.005)
+    (tmp_path / "release").touch()
+    dry = await invoke(srv.port, {}, {"X-Amz-Invocation-Type": "DryRun"})
+    assert dry.status == 204
+
+
+async def test_client_context_reaches_the_context(inproc) -> None:
+    srv = await inproc("tests.apps.basic.context_info", timeout=30)
+    cc = base64.b64encode(orjson.dumps({"client": {"installation_id": "abc"}, "custom": {"k": 1}}))
+    ans = await invoke(srv.port, {}, {"X-Amz-Client-Context": cc.decode()})
+    info = ans.json()
+    assert info["client_context"] == {"installation_id": "abc", "custom": {"k": 1}, "env": None}  # type: ignore[index]
+    assert info["aws_request_id"] == ans.headers["x-amzn-requestid"]  # type: ignore[index]
+    assert 25_000 < info["remaining"] <= 30_000  # type: ignore[index]
+    assert info["lane"] == "default"  # type: ignore[index]
+    assert info["invoked_function_arn"].startswith("arn:aws:lambda:")  # type: ignore[index]
+
+
+async def test_proxy_mode_maps_request_and_response(inproc) -> None:
+    srv = await inproc("tests.apps.basic.proxy_response")
+    wanted = {
+        "statusCode": 201,
+        "headers": {"x-one": "1"},
+        "cookies": ["a=1", "b=2"],
+        "body": base64.b64encode(b"\x00\x01binary").decode(),
+        "isBase64Encoded": True,
+    }
+    ans = await request(srv.port, "PUT", "/things/1?q=2", wanted, {"content-type": "application/json"})
+    assert ans.status == 201 and ans.body == b"\x00\x01binary"
+    assert ans.headers["x-one"] == "1" and ans.headers["set-cookie"] == "a=1, b=2"
+    bare = await request(srv.port, "GET", "/bare")
+    assert bare.status == 200 and bare.json() == {"path": "/bare"}
+    assert bare.headers["content-type"] == "application/json"
+
+
+async def test_proxy_handler_error_is_502(inproc) -> None:
+    srv = await inproc("tests.apps.basic.fail")
+    ans = await request(srv.port, "GET", "/anything")
+    assert ans.status == 502 and ans.json() == {"message": "Internal Server Error"}
+    srv = await inproc("tests.apps.basic.proxy_response")
+    bad = await request(srv.port, "POST", "/x", {"statusCode": "teapot"})
+    assert bad.status == 502
+
+
+async def test_head_has_headers_and_no_body(inproc) -> None:
+    srv = await inproc("tests.apps.basic.echo")
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(encode("HEAD", "/x") + encode("GET", "/_worker/health"))
+    head = await read_answer(reader, head=True)
+    assert head.status == 200 and int(head.headers["content-length"]) > 0
+    # If HEAD had sent a body, this read would see it instead of the next status line.
+    assert (await read_answer(reader)).json()["status"] == "ok"  # type: ignore[index]
+    writer.close()
+
+
+async def test_pipelined_requests_are_answered_in_order(inproc, tmp_path: Path) -> None:
+    srv = await inproc("tests.apps.basic.echo", slots=8, queue=12)  # room for all 20
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(b"".join(encode("POST", INVOKE, orjson.dumps({"n": i})) for i in range(20)))
+    answers = [await read_answer(reader) for _ in range(20)]
+    assert [a.json() for a in answers] == [{"n": i} for i in range(20)]
+    writer.close()
+
+
+async def test_keep_alive_and_connection_close(inproc) -> None:
+    srv = await inproc("tests.apps.basic.echo")
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    for i in range(3):
+        writer.write(encode("POST", INVOKE, orjson.dumps({"i": i})))
+        assert (await read_answer(reader)).json() == {"i": i}
+    writer.write(encode("POST", INVOKE, b"{}", {"connection": "close"}))
+    ans = await read_answer(reader)
+    assert ans.headers["connection"] == "close"
+    assert await reader.read() == b""
+
+
+async def test_chunked_body_and_expect_continue(inproc) -> None:
+    srv = await inproc("tests.apps.basic.echo")
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(f"POST {INVOKE} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".encode())
+    writer.write(b'5\r\n{"a":\r\n2\r\n7}\r\n0\r\n\r\n')
+    assert (await read_answer(reader)).json() == {"a": 7}
+    writer.write(
+        f"POST {INVOKE} HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 8\r\n\r\n".encode()
+    )
+    assert (await read_answer(reader)).status == 100  # sent before the body
+    writer.write(b'{"b": 2}')
+    assert (await read_answer(reader)).json() == {"b": 2}
+    writer.close()
+
+
+async def test_header_limits(inproc) -> None:
+    srv = await inproc("tests.apps.basic.echo", max_headers=10, max_header_bytes=2048)
+    many = {f"x-h{i}": "v" for i in range(11)}
+    assert (await request(srv.port, "GET", "/", headers=many)).status == 431
+    big = {"x-big": "v" * 4096}
+    assert (await request(srv.port, "GET", "/", headers=big)).status == 431
+    assert (await request(srv.port, "GET", "/_worker/health")).status == 200
+
+
+async def test_malformed_http_is_400(inproc) -> None:
+    srv = await inproc("tests.apps.basic.echo")
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+    assert (await read_answer(reader)).status == 400
+    assert await reader.read() == b""
+
+
+async def test_slow_headers_get_408_and_are_cut(inproc) -> None:
+    srv = await inproc("tests.apps.basic.echo", header_timeout=0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n")  # never finishes its headers
+    tick = asyncio.get_running_loop().call_later
+    ticker = [tick(0.3 * (i + 1), srv.front.tick) for i in range(10)]
+    ans = await read_answer(reader)
+    assert ans.status == 408
+    assert await reader.read() == b""
+    for t in ticker:
+        t.cancel()
+
+
+async def test_health_ready_and_metrics(inproc) -> None:
+    srv = await inproc("tests.apps.basic.fail")
+    assert (await request(srv.port, "GET", "/_worker/health")).status == 200
+    assert (await request(srv.port, "GET", "/_worker/ready")).status == 200
+    await invoke(srv.port)
+    text = (await request(srv.port, "GET", "/_worker/metrics")).body.decode()
+    assert 'worker_invocations_total{lane="default"} 1' in text
+    assert 'worker_errors_total{lane="default",type="ValueError"} 1' in text
+    assert 'worker_invocation_duration_seconds_count{lane="default"} 1' in text
+    assert "worker_in_flight" in text and "worker_queue_depth" in text
+    srv.front.draining = True
+    assert (await request(srv.port, "GET", "/_worker/ready")).status == 503

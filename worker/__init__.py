@@ -1,0 +1,9 @@
+"""runtime-worker: Lambda-style handlers at high throughput in one execution environment."""
+
+from __future__ import annotations
+
+from worker.context import LambdaContext
+from worker.errors import LambdaError
+
+__all__ = ["LambdaContext", "LambdaError", "__version__"]
+__version__ = "0.1.0"

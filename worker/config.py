@@ -1,0 +1,191 @@
+"""One settings object for the whole runtime, read from environment variables and flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+Mode = Literal["serve", "lambda", "sqs", "emulate"]
+LogFormat = Literal["JSON", "Text"]
+
+#: Lambda's synchronous payload limit: 6 MiB, plus the 100 bytes the Runtime API allows.
+DEFAULT_MAX_PAYLOAD = 6 * 1024 * 1024 + 100
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Setting:
+    """How one field is read: its environment variable, flag and parser."""
+
+    env: str
+    flag: str | None
+    parse: type
+    help: str
+
+
+# Every bound is a named setting; `from_env` and the CLI both read this table.
+SETTINGS: dict[str, Setting] = {
+    "host": Setting(env="WORKER_HOST", flag="--host", parse=str, help="bind address"),
+    "port": Setting(env="WORKER_PORT", flag="--port", parse=int, help="listening port"),
+    "processes": Setting(
+        env="WORKER_PROCESSES", flag="--workers", parse=int, help="worker processes"
+    ),
+    "concurrency": Setting(
+        env="WORKER_CONCURRENCY",
+        flag="--concurrency",
+        parse=int,
+        help="concurrent slots over all worker processes",
+    ),
+    "queue_size": Setting(
+        env="WORKER_QUEUE_SIZE",
+        flag="--queue-size",
+        parse=int,
+        help="waiting invocations per lane over all processes",
+    ),
+    "timeout": Setting(
+        env="AWS_LAMBDA_FUNCTION_TIMEOUT",
+        flag="--timeout",
+        parse=float,
+        help="invocation timeout in seconds",
+    ),
+    "init_timeout": Setting(
+        env="WORKER_INIT_TIMEOUT", flag="--init-timeout", parse=float, help="init phase limit (s)"
+    ),
+    "max_payload": Setting(
+        env="WORKER_MAX_PAYLOAD", flag="--max-payload", parse=int, help="max body bytes"
+    ),
+    "grace": Setting(env="WORKER_GRACE", flag="--grace", parse=float, help="drain time (s)"),
+    "header_timeout": Setting(
+        env="WORKER_HEADER_TIMEOUT", flag=None, parse=float, help="time to read headers (s)"
+    ),
+    "body_timeout": Setting(
+        env="WORKER_BODY_TIMEOUT", flag=None, parse=float, help="time to read a body (s)"
+    ),
+    "keepalive_timeout": Setting(
+        env="WORKER_KEEPALIVE_TIMEOUT", flag=None, parse=float, help="idle keep-alive (s)"
+    ),
+    "max_header_bytes": Setting(
+        env="WORKER_MAX_HEADER_BYTES", flag=None, parse=int, help="request line + headers"
+    ),
+    "max_headers": Setting(
+        env="WORKER_MAX_HEADERS", flag=None, parse=int, help="header count per request"
+    ),
+    "max_pipeline": Setting(
+        env="WORKER_MAX_PIPELINE", flag=None, parse=int, help="unanswered requests per conn"
+    ),
+    "log_level": Setting(env="AWS_LAMBDA_LOG_LEVEL", flag=None, parse=str, help="log level"),
+    "log_format": Setting(
+        env="AWS_LAMBDA_LOG_FORMAT", flag=None, parse=str, help="JSON or Text logs"
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    """Settings of one runtime environment.
+
+    Every field has a default; `from_env` overlays environment variables, then explicit
+    overrides (the CLI's flags). Derived values are properties. Bounds per process are
+    the environment-wide settings spread over the worker processes.
+    """
+
+    handler: str = "handlers.echo.handler"
+    mode: Mode = "serve"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    processes: int = 0  # 0: one per core
+    concurrency: int = 0  # 0: 16 per core (1 in plain Lambda mode)
+    queue_size: int = 0  # 0: 2 x concurrency
+    timeout: float = 300.0
+    init_timeout: float = 900.0
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+    grace: float = 25.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 75.0
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    max_pipeline: int = 64
+    log_level: str = "INFO"
+    log_format: LogFormat = "JSON"
+    function_name: str = "runtime-worker"
+    function_version: str = "$LATEST"
+    memory_mb: int = 0  # 0: unknown, reported from the environment's memory
+    region: str = "us-east-1"
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Config:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, setting in SETTINGS.items():
+            raw = env.get(setting.env)
+            if raw not in (None, ""):
+                try:
+                    values[name] = setting.parse(raw)
+                except ValueError as exc:
+                    raise ValueError(f"{setting.env}={raw!r}: {exc}") from None
+        if env.get("_HANDLER"):
+            values["handler"] = env["_HANDLER"]
+        for key, var in (
+            ("function_name", "AWS_LAMBDA_FUNCTION_NAME"),
+            ("function_version", "AWS_LAMBDA_FUNCTION_VERSION"),
+            ("region", "AWS_REGION"),
+        ):
+            if env.get(var):
+                values[key] = env[var]
+        if env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "").isdigit():
+            values["memory_mb"] = int(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "log_format" in values:
+            values["log_format"] = "Text" if str(values["log_format"]).lower() == "text" else "JSON"
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        for name in ("processes", "concurrency", "queue_size", "max_payload"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("timeout", "init_timeout", "grace", "header_timeout", "body_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+    @property
+    def worker_processes(self) -> int:
+        wanted = self.processes or _cores()
+        # Never more processes than slots: an idle process only costs memory.
+        return max(1, min(wanted, self.total_concurrency))
+
+    @property
+    def total_concurrency(self) -> int:
+        if self.concurrency:
+            return self.concurrency
+        return 1 if self.mode == "lambda" else 16 * (self.processes or _cores())
+
+    @property
+    def total_queue_size(self) -> int:
+        return self.queue_size or 2 * self.total_concurrency
+
+    def share(self, total: int, index: int) -> int:
+        """Worker `index`'s share of an environment-wide bound (the remainder goes first)."""
+        base, extra = divmod(total, self.worker_processes)
+        return base + (1 if index < extra else 0)
+
+    def slots_for(self, index: int) -> int:
+        return max(1, self.share(self.total_concurrency, index))
+
+    def queue_for(self, index: int) -> int:
+        return self.share(self.total_queue_size, index)
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,129 @@
+"""The context object a handler receives: Lambda's attributes plus `tmp`, `deadline`, `lane`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from worker import scratch
+
+
+class CognitoIdentity:
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+
+    def __init__(self, identity_id: str | None = None, pool_id: str | None = None) -> None:
+        self.cognito_identity_id = identity_id
+        self.cognito_identity_pool_id = pool_id
+
+    @classmethod
+    def from_json(cls, data: Any) -> CognitoIdentity:
+        data = data if isinstance(data, dict) else {}
+        return cls(data.get("cognitoIdentityId"), data.get("cognitoIdentityPoolId"))
+
+
+class Client:
+    __slots__ = (
+        "app_package_name",
+        "app_title",
+        "app_version_code",
+        "app_version_name",
+        "installation_id",
+    )
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.installation_id = data.get("installation_id")
+        self.app_title = data.get("app_title")
+        self.app_version_name = data.get("app_version_name")
+        self.app_version_code = data.get("app_version_code")
+        self.app_package_name = data.get("app_package_name")
+
+
+class ClientContext:
+    __slots__ = ("client", "custom", "env")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        client = data.get("client")
+        self.client = Client(client) if isinstance(client, dict) else None
+        self.custom = data.get("custom")
+        self.env = data.get("env")
+
+    @classmethod
+    def from_json(cls, data: Any) -> ClientContext | None:
+        return cls(data) if isinstance(data, dict) else None
+
+
+class LambdaContext:
+    """What `handler(event, context)` gets. Safe to read from any thread.
+
+    `tmp` is created on first use (most invocations never touch it) and removed with
+    everything in it when the invocation ends. `deadline` is epoch seconds.
+    """
+
+    __slots__ = (
+        "_tmp",
+        "_worker_tmp",
+        "aws_request_id",
+        "client_context",
+        "deadline",
+        "function_name",
+        "function_version",
+        "identity",
+        "invoked_function_arn",
+        "lane",
+        "log_group_name",
+        "log_stream_name",
+        "memory_limit_in_mb",
+        "tenant_id",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        deadline: float,
+        function_name: str,
+        function_version: str,
+        invoked_function_arn: str,
+        memory_limit_in_mb: str,
+        log_group_name: str,
+        log_stream_name: str,
+        lane: str,
+        worker_tmp: str,
+        identity: CognitoIdentity | None = None,
+        client_context: ClientContext | None = None,
+        trace_id: str | None = None,
+        tenant_id: str | None = None,
+    ) -> None:
+        self.aws_request_id = request_id
+        self.deadline = deadline
+        self.function_name = function_name
+        self.function_version = function_version
+        self.invoked_function_arn = invoked_function_arn
+        self.memory_limit_in_mb = memory_limit_in_mb
+        self.log_group_name = log_group_name
+        self.log_stream_name = log_stream_name
+        self.lane = lane
+        self.identity = identity or CognitoIdentity()
+        self.client_context = client_context
+        self.trace_id = trace_id
+        self.tenant_id = tenant_id
+        self._worker_tmp = worker_tmp
+        self._tmp: str | None = None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.time()) * 1000))
+
+    @property
+    def tmp(self) -> str:
+        if self._tmp is None:
+            self._tmp = scratch.invocation_dir(self._worker_tmp)
+        return self._tmp
+
+    def close(self) -> None:
+        """End of the invocation: its scratch directory goes, whatever is in it."""
+        scratch.remove(self._tmp)
+        self._tmp = None
+
+    def __repr__(self) -> str:
+        return f"LambdaContext(aws_request_id={self.aws_request_id!r}, lane={self.lane!r})"

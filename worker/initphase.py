@@ -1,0 +1,126 @@
+"""The init phase: load the handler once, under a time limit, while the socket answers 503."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import TypeVar
+
+from worker.errors import LambdaError
+
+log = logging.getLogger("worker.init")
+
+T = TypeVar("T")
+
+
+class InitResponder:
+    """Answers on the listening socket until the workers take it over.
+
+    `/_worker/health` is 200 (the process lives); everything else is 503, so a load
+    balancer or a caller learns that init is still running instead of timing out.
+    A thread, stopped and joined before any fork.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._serve, name="init-responder", daemon=True)
+
+    def __enter__(self) -> InitResponder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.write(self._wake_w, b"x")
+        self._thread.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.sock, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                for key, _ in sel.select():
+                    if key.fileobj == self._wake_r:
+                        return
+                    try:
+                        conn, _ = self.sock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    with conn:
+                        self._answer(conn)
+
+    @staticmethod
+    def _answer(conn: socket.socket) -> None:
+        conn.settimeout(1.0)
+        data = b""
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in data and len(data) < 16384:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        parts = data.split(b" ", 2)
+        path = parts[1] if len(parts) > 1 else b""
+        if path == b"/_worker/health":
+            status, body = b"200 OK", b'{"status":"ok","phase":"init"}'
+        elif path == b"/_worker/ready":
+            status, body = b"503 Service Unavailable", b'{"status":"initializing"}'
+        else:
+            status = b"503 Service Unavailable"
+            body = (
+                b'{"errorType":"ServiceException",'
+                b'"errorMessage":"The function is still initializing"}'
+            )
+        head = (
+            b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"retry-after: 1\r\nconnection: close\r\n\r\n" % (status, len(body))
+        )
+        with contextlib.suppress(OSError):
+            conn.sendall(head + body)
+
+
+class InitTimeout(BaseException):
+    """Raised in the main thread when the init phase outlives its limit."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the main thread after `seconds` (SIGALRM), as LMI's init limit does."""
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise InitTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_init(step: Callable[[], T], limit: float) -> T:
+    """Run the init phase once; a timeout or a failure becomes a LambdaError."""
+    started = time.monotonic()
+    try:
+        with time_limit(limit):
+            result = step()
+    except InitTimeout:
+        raise LambdaError(
+            "Runtime.InitTimeout", f"Init phase timed out after {limit:.2f} seconds"
+        ) from None
+    log.info(
+        "init phase done",
+        extra={"fields": {"seconds": round(time.monotonic() - started, 3)}},
+    )
+    return result

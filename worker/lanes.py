@@ -1,0 +1,85 @@
+"""Bounded lanes: a queue per lane that slots drain, and the choice of a job's lane."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from worker.jobs import Job
+
+
+class Lane:
+    """A bounded queue of jobs waiting for one of the lane's slots.
+
+    `offer()` hands a job straight to an idle slot, else queues it while there is room,
+    else returns False: the caller answers 429 at once instead of queueing without bound.
+    """
+
+    def __init__(self, name: str, slots: int, queue_size: int) -> None:
+        self.name = name
+        self.slots = slots
+        self.queue_size = queue_size
+        self.in_flight = 0
+        self.closed = False
+        self._queue: deque[Job] = deque()
+        self._idle: deque[asyncio.Future[Job | None]] = deque()
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    def offer(self, job: Job) -> bool:
+        if self.closed:
+            return False
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                job.lane = self.name
+                waiter.set_result(job)
+                return True
+        if len(self._queue) >= self.queue_size:
+            return False
+        job.lane = self.name
+        self._queue.append(job)
+        return True
+
+    async def take(self) -> Job | None:
+        """The next job, or None once the lane is closed and empty (the slot ends)."""
+        if self._queue:
+            return self._queue.popleft()
+        if self.closed:
+            return None
+        waiter: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        return await waiter
+
+    def close(self) -> None:
+        """Refuse new jobs; queued ones still run; idle slots are told to end."""
+        self.closed = True
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def drop_queued(self) -> list[Job]:
+        """Take back every job that never started (drain ran out of time)."""
+        jobs = list(self._queue)
+        self._queue.clear()
+        return jobs
+
+
+class Lanes:
+    """The lanes of one worker process and the rule that picks a job's lane.
+
+    One lane for now; the classifier and the sprinter/marathon lanes plug in at
+    `choose()` without touching the sources or the pool.
+    """
+
+    def __init__(self, lanes: list[Lane]) -> None:
+        self.all = lanes
+        self.by_name = {lane.name: lane for lane in lanes}
+        self.default = lanes[0]
+
+    def choose(self, job: Job) -> Lane:
+        return self.default

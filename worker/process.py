@@ -1,0 +1,144 @@
+"""A worker process: one uvloop event loop for its whole life, serving the shared socket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+import uvloop
+
+from worker import jobs, scratch
+from worker.config import Config
+from worker.handler import Handler
+from worker.lanes import Lane, Lanes
+from worker.pool import Pool
+from worker.sources.http import Front, HttpProtocol
+from worker.telemetry import logs
+from worker.telemetry.metrics import Metrics, SnapshotStore, merge, render
+
+log = logging.getLogger("worker.process")
+
+#: How often the Date header, connection deadlines and the metrics snapshot are refreshed.
+TICK = 0.5
+
+
+class WorkerProcess:
+    """Everything one worker process runs: the pool, the HTTP front, the drain."""
+
+    def __init__(
+        self,
+        *,
+        index: int,
+        config: Config,
+        handler: Handler,
+        sock: socket.socket,
+        root: str,
+    ) -> None:
+        self.index = index
+        self.config = config
+        self.handler = handler
+        self.sock = sock
+        self.root = root
+        self.name = f"worker-{index}"
+        self.store = SnapshotStore(os.path.join(root, "metrics"))
+        self.metrics = Metrics()
+        self.stopping: asyncio.Event | None = None
+
+    def metrics_text(self) -> str:
+        return render(merge([self.metrics.snapshot(), *self.store.read_all(skip=self.name)]))
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        previous = self.store.read(self.name)
+        if previous:
+            self.metrics.restore(previous)
+        worker_tmp = scratch.enter_worker_dir(self.root)
+        lane = Lane(
+            "default", self.config.slots_for(self.index), self.config.queue_for(self.index)
+        )
+        pool = Pool(
+            self.handler,
+            Lanes([lane]),
+            self.config,
+            worker_tmp=worker_tmp,
+            metrics=self.metrics,
+        )
+        pool.start()
+        front = Front(
+            self.config, pool.submit, metrics_text=self.metrics_text, pid=os.getpid()
+        )
+        server = await loop.create_server(
+            lambda: HttpProtocol(front), sock=self.sock, backlog=2048
+        )
+        ticker = asyncio.ensure_future(self._tick(front))
+        log.info(
+            "worker started",
+            extra={"fields": {"pid": os.getpid(), "slots": lane.slots, "queue": lane.queue_size}},
+        )
+        await self.stopping.wait()
+        # Drain: stop accepting, refuse new requests on open connections (503 and
+        # `connection: close`), let everything accepted finish within the grace period.
+        front.draining = True
+        server.close()
+        front.close_idle()
+        finished = await pool.drain(max(0.1, self.config.grace - 0.5))
+        await self._flush_writes(front)
+        for conn in list(front.connections):
+            conn.close()
+        ticker.cancel()
+        self.store.write(self.name, self.metrics.snapshot() | {"gauges": {}})
+        log.info("worker stopped", extra={"fields": {"pid": os.getpid(), "drained": finished}})
+        return 0
+
+    async def _tick(self, front: Front) -> None:
+        beats = 0
+        while True:
+            await asyncio.sleep(TICK)
+            front.tick()
+            beats += 1
+            if beats % 2 == 0:
+                try:
+                    self.store.write(self.name, self.metrics.snapshot())
+                except OSError:
+                    log.warning("could not write the metrics snapshot")
+
+    async def _flush_writes(self, front: Front) -> None:
+        """Give answers still in transport buffers a moment to reach their clients."""
+        for _ in range(20):
+            busy = [
+                c
+                for c in front.connections
+                if c.transport is not None and c.transport.get_write_buffer_size()
+            ]
+            if not busy:
+                return
+            await asyncio.sleep(0.05)
+
+
+def run(*, index: int, config: Config, handler: Handler, sock: socket.socket, root: str) -> int:
+    """Body of a forked worker process; returns its exit code."""
+    # The supervisor blocks its signals to wait on them; a worker takes them normally.
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which drains
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    jobs.reseed()
+    logs.configure(config.log_level, config.log_format)
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    worker = WorkerProcess(index=index, config=config, handler=handler, sock=sock, root=root)
+    try:
+        return loop.run_until_complete(worker.main())
+    except Exception:
+        log.exception("worker failed")
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()

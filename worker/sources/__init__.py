@@ -1,0 +1,1 @@
+"""Event sources: where jobs come from and where their answers go."""

@@ -1,0 +1,521 @@
+"""The HTTP source: an asyncio.Protocol with httptools, the Invoke API and proxy mode.
+
+Not an ASGI stack: a request is parsed in `data_received`, becomes a Job, and goes
+through a bounded lane to a slot; the slot's answer is written back in request order
+(pipelining). Writing from the slots, after the loop's reads, batches the system calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Any, cast
+
+import httptools
+import orjson
+
+from worker import marshal
+from worker.config import Config
+from worker.context import ClientContext
+from worker.errors import LambdaError, too_many_requests
+from worker.jobs import Job, Reply, new_request_id
+from worker.sources import apigw
+
+log = logging.getLogger("worker.http")
+
+INVOKE_PREFIX = b"/2015-03-31/functions/"
+INVOKE_SUFFIX = b"/invocations"
+
+_REASONS = {
+    100: b"Continue",
+    200: b"OK",
+    202: b"Accepted",
+    204: b"No Content",
+    400: b"Bad Request",
+    404: b"Not Found",
+    408: b"Request Timeout",
+    413: b"Payload Too Large",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+}
+_STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, r) for code, r in _REASONS.items()}
+_JSON = b"content-type: application/json\r\n"
+
+
+def status_line(code: int) -> bytes:
+    return _STATUS_LINES.get(code) or b"HTTP/1.1 %d Status\r\n" % code
+
+
+class Front:
+    """What every connection of one worker process shares: the pool, settings, state."""
+
+    def __init__(
+        self,
+        config: Config,
+        submit: Callable[[Job], bool],
+        *,
+        metrics_text: Callable[[], str],
+        pid: int,
+    ) -> None:
+        self.config = config
+        self.submit = submit
+        self.metrics_text = metrics_text
+        self.pid = pid
+        self.ready = True
+        self.draining = False
+        self.connections: set[HttpProtocol] = set()
+        self.date = b""
+        self.tick()
+
+    def tick(self) -> None:
+        """Refresh the cached Date header and expire slow or idle connections."""
+        self.date = b"date: " + formatdate(usegmt=True).encode() + b"\r\n"
+        now = time.monotonic()
+        for conn in list(self.connections):
+            if conn.deadline and now > conn.deadline:
+                conn.expire()
+
+    def close_idle(self) -> None:
+        for conn in list(self.connections):
+            if conn.idle:
+                conn.close()
+
+
+class _Exchange:
+    """One request's place in its connection's answer order."""
+
+    __slots__ = ("close", "data", "head", "kind")
+
+    def __init__(self, kind: str, head: bool, close: bool) -> None:
+        self.kind = kind  # "invoke", "proxy", "event"
+        self.head = head
+        self.close = close
+        self.data: bytes | None = None
+
+
+class _Refuse(Exception):
+    """Stop parsing and answer with this status (oversize, bad headers)."""
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection: HTTP/1.1 with keep-alive and pipelining."""
+
+    def __init__(self, front: Front) -> None:
+        self.front = front
+        self.config = front.config
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.pending: deque[_Exchange] = deque()
+        self.peer = "127.0.0.1"
+        self.deadline = 0.0
+        self.paused_reading = False
+        self.paused_writing = False
+        self._closing = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.header_bytes = 0
+        self.body: list[bytes] = []
+        self.body_len = 0
+        self.expect_continue = False
+
+    # -- connection --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is duck-typed
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = str(peer[0])
+        self.front.connections.add(self)
+        self.deadline = time.monotonic() + self.config.header_timeout
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.front.connections.discard(self)
+        self.transport = None
+        self._closing = True
+
+    @property
+    def idle(self) -> bool:
+        return not self.pending and not self.url and not self.headers
+
+    def close(self) -> None:
+        if self.transport is not None and not self._closing:
+            self._closing = True
+            self.transport.close()
+
+    def expire(self) -> None:
+        """A deadline passed: slow headers or body get 408, an idle connection just ends."""
+        self.deadline = 0.0
+        if self.idle:
+            self.close()
+        elif not self.pending or self.url or self.headers:
+            self._answer_now(408, error=("RequestTimeout", "Request not received in time"))
+            self.close()
+
+    def pause_writing(self) -> None:
+        # The client reads slowly: stop reading its requests until it catches up.
+        self.paused_writing = True
+        self._set_reading()
+
+    def resume_writing(self) -> None:
+        self.paused_writing = False
+        self._set_reading()
+
+    def _set_reading(self) -> None:
+        if self.transport is None:
+            return
+        want_pause = self.paused_writing or len(self.pending) >= self.config.max_pipeline
+        if want_pause and not self.paused_reading:
+            self.paused_reading = True
+            self.transport.pause_reading()
+        elif not want_pause and self.paused_reading:
+            self.paused_reading = False
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except _Refuse as refuse:
+            self._refuse(refuse)
+        except httptools.HttpParserUpgrade:
+            pass  # no upgrades here: the request was answered as a plain request
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Refuse):
+                self._refuse(cause)
+            else:
+                log.error("request handling failed", exc_info=cause or exc)
+                self._answer_now(500, error=("ServiceException", "Internal error"))
+                self.close()
+        except httptools.HttpParserError as exc:
+            self._answer_now(400, error=("BadRequest", f"Malformed HTTP request: {exc}"))
+            self.close()
+
+    def _refuse(self, refuse: _Refuse) -> None:
+        self._answer_now(refuse.status, error=(refuse.error_type, str(refuse)))
+        self.close()
+
+    # -- parser callbacks --------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._reset()
+        self.deadline = time.monotonic() + self.config.header_timeout
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.header_bytes += len(url)
+        if self.header_bytes > self.config.max_header_bytes:
+            raise _Refuse(431, "RequestHeaderFieldsTooLarge", "Request line too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > self.config.max_header_bytes:
+            raise _Refuse(431, "RequestHeaderFieldsTooLarge", "Request headers too large")
+        if len(self.headers) >= self.config.max_headers:
+            raise _Refuse(431, "RequestHeaderFieldsTooLarge", "Too many request headers")
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        limit = self.config.max_payload
+        for name, value in self.headers:
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise _Refuse(400, "BadRequest", "Invalid Content-Length") from None
+                if length > limit:
+                    # Refused before the body is read: it never enters memory.
+                    raise _Refuse(413, "RequestEntityTooLargeException", _too_large(limit))
+            elif name == b"expect" and value.lower() == b"100-continue":
+                self.expect_continue = True
+        if self.expect_continue and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.deadline = time.monotonic() + self.config.body_timeout
+
+    def on_body(self, body: bytes) -> None:
+        self.body_len += len(body)
+        if self.body_len > self.config.max_payload:
+            raise _Refuse(413, "RequestEntityTooLargeException", _too_large(self.config.max_payload))
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self.parser
+        method = parser.get_method()
+        keep_alive = parser.should_keep_alive() and not self.front.draining
+        body = b"".join(self.body) if self.body else b""
+        url = self.url
+        self.url = b""
+        headers = self.headers
+        self.headers = []
+        self.deadline = 0.0
+        head = method == b"HEAD"
+        try:
+            if method == b"POST" and url.startswith(INVOKE_PREFIX):
+                path = url.partition(b"?")[0]
+                if path.endswith(INVOKE_SUFFIX):
+                    name = path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)]
+                    self._invoke(name, headers, body, not keep_alive)
+                    return
+            if url.startswith(b"/_worker/") and method in (b"GET", b"HEAD"):
+                if self._internal(url.partition(b"?")[0], head, not keep_alive):
+                    return
+            self._proxy(method, url, headers, body, parser.get_http_version(), head, not keep_alive)
+        finally:
+            self._after_request()
+
+    def _after_request(self) -> None:
+        if not self.pending:
+            self.deadline = time.monotonic() + self.config.keepalive_timeout
+        self._set_reading()
+
+    # -- endpoints -----------------------------------------------------------------
+
+    def _internal(self, path: bytes, head: bool, close: bool) -> bool:
+        front = self.front
+        if path == b"/_worker/health":
+            body = b'{"status":"ok","pid":%d}' % front.pid
+            self._answer_now(200, body=body, head=head, close=close)
+        elif path == b"/_worker/ready":
+            if front.ready and not front.draining:
+                self._answer_now(200, body=b'{"status":"ready"}', head=head, close=close)
+            else:
+                state = b"draining" if front.draining else b"initializing"
+                self._answer_now(503, body=b'{"status":"%s"}' % state, head=head, close=close)
+        elif path == b"/_worker/metrics":
+            text = front.metrics_text().encode()
+            ctype = b"content-type: text/plain; version=0.0.4; charset=utf-8\r\n"
+            self._answer_now(200, body=text, head=head, close=close, ctype=ctype)
+        else:
+            return False
+        return True
+
+    def _invoke(self, name: bytes, headers: list[tuple[bytes, bytes]], body: bytes, close: bool) -> None:
+        if self.front.draining:
+            return self._answer_now(
+                503, error=("ServiceException", "The service is shutting down"), close=True
+            )
+        invocation_type = b"RequestResponse"
+        client_context = None
+        trace_id = None
+        for key, value in headers:
+            if key == b"x-amz-invocation-type":
+                invocation_type = value
+            elif key == b"x-amz-client-context":
+                client_context = _client_context(value)
+            elif key == b"x-amzn-trace-id":
+                trace_id = value.decode("latin-1")
+        try:
+            event = marshal.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return self._answer_now(
+                400,
+                error=("InvalidRequestContentException", f"Could not parse request body into json: {exc}"),
+                close=close,
+            )
+        if invocation_type == b"DryRun":
+            return self._answer_now(204, body=b"", close=close)
+        kind = "event" if invocation_type == b"Event" else "invoke"
+        exchange = _Exchange(kind, False, close)
+        request_id = new_request_id()
+        job = Job(
+            event,
+            self._replier(exchange, request_id),
+            request_id=request_id,
+            size=len(body),
+            route=name.decode("latin-1"),
+            trace_id=trace_id,
+            client_context=client_context,
+        )
+        if not self.front.submit(job):
+            return self._answer_now(429, error=_throttled(), close=close, retry_after=True)
+        if kind == "event":
+            # Queued: the caller is told at once; the outcome only reaches the logs.
+            exchange.data = self._response(202, b"", close, extra=_request_id(job.request_id))
+        self.pending.append(exchange)
+        self._flush()
+
+    def _proxy(
+        self,
+        method: bytes,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        version: str,
+        head: bool,
+        close: bool,
+    ) -> None:
+        if self.front.draining:
+            return self._answer_now(
+                503, error=("ServiceException", "The service is shutting down"), close=True
+            )
+        request_id = new_request_id()
+        event = apigw.build_event(
+            method=method.decode("latin-1"),
+            target=url,
+            headers=headers,
+            body=body,
+            source_ip=self.peer,
+            request_id=request_id,
+            http_version=version,
+        )
+        exchange = _Exchange("proxy", head, close)
+        job = Job(event, self._replier(exchange, request_id), request_id=request_id, size=len(body), kind="apigw-http")
+        if not self.front.submit(job):
+            return self._answer_now(429, error=_throttled(), head=head, close=close, retry_after=True)
+        self.pending.append(exchange)
+
+    # -- answers -------------------------------------------------------------------
+
+    def _replier(self, exchange: _Exchange, request_id: str) -> Reply:
+        def reply(result: Any, error: LambdaError | None) -> str | None:
+            return self._finish(exchange, result, error, request_id)
+
+        return reply
+
+    def _finish(
+        self, exchange: _Exchange, result: Any, error: LambdaError | None, request_id: str
+    ) -> str | None:
+        """Turn a slot's outcome into the bytes of the answer; returns the error type sent."""
+        close = exchange.close or self.front.draining
+        rid = _request_id(request_id)
+        error_type: str | None = None
+        if exchange.kind == "event":
+            if error is not None:
+                log.error("event invocation failed: %s: %s", error.error_type, error.message)
+            return error.error_type if error else None
+        if exchange.kind == "invoke":
+            data = b""
+            if error is None:
+                try:
+                    data = marshal.dumps(result)
+                    if len(data) > self.config.max_payload:
+                        error = LambdaError(
+                            "Function.ResponseSizeTooLarge",
+                            "Response payload size exceeded maximum allowed payload size "
+                            f"({self.config.max_payload} bytes).",
+                        )
+                except LambdaError as exc:
+                    error = exc
+            if error is not None:
+                error_type = error.error_type
+                data = orjson.dumps(error.body(request_id))
+                rid += b"x-amz-function-error: Unhandled\r\n"
+            exchange.data = self._response(200, data, close, extra=rid)
+        else:
+            status, headers, data = 502, [], b'{"message":"Internal Server Error"}'
+            if error is None:
+                try:
+                    status, hlist, data = apigw.to_response(result)
+                    headers = hlist
+                except LambdaError as exc:
+                    error = exc
+                    status, data = 502, b'{"message":"Internal Server Error"}'
+            if error is not None:
+                error_type = error.error_type
+                log.error("proxy invocation failed: %s: %s", error.error_type, error.message)
+                extra = rid + b"x-amz-function-error: Unhandled\r\n"
+                exchange.data = self._response(status, data, close, extra=extra, head=exchange.head)
+            else:
+                extra = rid + b"".join(
+                    f"{k}: {v}\r\n".encode("latin-1", "replace")
+                    for k, v in headers
+                    if k.lower() not in ("content-length", "connection", "date", "transfer-encoding")
+                )
+                exchange.data = self._response(status, data, close, extra=extra, head=exchange.head, ctype=b"")
+        self._flush()
+        return error_type
+
+    def _response(
+        self,
+        status: int,
+        body: bytes,
+        close: bool,
+        *,
+        extra: bytes = b"",
+        head: bool = False,
+        ctype: bytes = _JSON,
+    ) -> bytes:
+        conn = b"connection: close\r\n" if close else b""
+        start = b"%scontent-length: %d\r\n%s%s%s%s\r\n" % (
+            status_line(status),
+            len(body),
+            ctype if body or status >= 400 else b"",
+            self.front.date,
+            conn,
+            extra,
+        )
+        return start if head else start + body
+
+    def _answer_now(
+        self,
+        status: int,
+        *,
+        body: bytes | None = None,
+        error: tuple[str, str] | None = None,
+        head: bool = False,
+        close: bool = False,
+        retry_after: bool = False,
+        ctype: bytes = _JSON,
+    ) -> None:
+        if error is not None:
+            body = orjson.dumps({"errorType": error[0], "errorMessage": error[1]})
+        extra = b"retry-after: 1\r\n" if retry_after else b""
+        exchange = _Exchange("now", head, close)
+        exchange.data = self._response(status, body or b"", close, extra=extra, head=head, ctype=ctype)
+        self.pending.append(exchange)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write every finished answer at the head of the line, in request order."""
+        pending = self.pending
+        transport = self.transport
+        while pending and pending[0].data is not None:
+            exchange = pending.popleft()
+            if transport is None or self._closing:
+                continue
+            transport.write(exchange.data)  # type: ignore[arg-type]
+            if exchange.close:
+                self.close()
+        if not pending and self.transport is not None:
+            self.deadline = time.monotonic() + self.config.keepalive_timeout
+            if self.paused_reading:
+                self._set_reading()
+            if self.front.draining and not self.url and not self.headers:
+                self.close()
+
+
+def _request_id(request_id: str) -> bytes:
+    return b"x-amzn-requestid: " + request_id.encode() + b"\r\n"
+
+
+def _too_large(limit: int) -> str:
+    return f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
+
+
+def _throttled() -> tuple[str, str]:
+    err = too_many_requests("Rate Exceeded: every slot is busy and the lane's queue is full")
+    return err.error_type, err.message
+
+
+def _client_context(value: bytes) -> ClientContext | None:
+    try:
+        return ClientContext.from_json(orjson.loads(base64.b64decode(value)))
+    except (binascii.Error, orjson.JSONDecodeError, ValueError):
+        return None
+

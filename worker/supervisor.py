@@ -1,0 +1,199 @@
+"""The supervisor: init once, open the socket, fork workers, replace the dead, drain on SIGTERM.
+
+The supervisor runs no event loop and, once init is done, no threads: it forks workers
+from a quiet process, so every worker inherits the loaded handler (and, on the CPU,
+whatever the init phase loaded) copy-on-write, and a replacement starts in milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+import orjson
+
+from worker import handler as handlers
+from worker import process, scratch
+from worker.config import Config
+from worker.errors import LambdaError
+from worker.handler import Handler
+from worker.initphase import InitResponder, run_init
+from worker.telemetry import logs
+from worker.telemetry.metrics import Metrics, SnapshotStore
+
+log = logging.getLogger("worker.supervisor")
+
+SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+#: A worker that dies sooner than this after its start counts as a crash loop.
+FAST_FAILURE = 1.0
+#: Time after the grace period before stragglers are killed.
+KILL_MARGIN = 2.0
+
+
+def open_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Supervisor:
+    """Owns the environment: its socket, its scratch root and its worker processes."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
+        self.failures = 0
+        self.stopping = False
+        self.metrics = Metrics()
+        self.root = ""
+
+    def run(self) -> int:
+        logs.configure(self.config.log_level, self.config.log_format)
+        try:
+            sock = open_socket(self.config.host, self.config.port)
+        except OSError as exc:
+            log.error("cannot listen on %s:%s: %s", self.config.host, self.config.port, exc)
+            return 1
+        self.root = scratch.make_root()
+        self.store = SnapshotStore(os.path.join(self.root, "metrics"))
+        # SIGTERM during init: leave cleanly (the finally below removes the scratch root).
+        signal.signal(signal.SIGTERM, _raise_exit)
+        try:
+            with InitResponder(sock):
+                handler = run_init(lambda: handlers.load(self.config.handler), self.config.init_timeout)
+        except LambdaError as exc:
+            sys.stderr.write(orjson.dumps(exc.body()).decode() + "\n")
+            log.error("init failed: %s: %s", exc.error_type, exc.message)
+            scratch.remove(self.root)
+            return 1
+        except SystemExit:
+            scratch.remove(self.root)
+            return 0
+        try:
+            return self._supervise(sock, handler)
+        finally:
+            scratch.remove(self.root)
+
+    def _supervise(self, sock: socket.socket, handler: Handler) -> int:
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        cfg = self.config
+        log.info(
+            "serving",
+            extra={
+                "fields": {
+                    "address": f"http://{cfg.host}:{sock.getsockname()[1]}",
+                    "handler": cfg.handler,
+                    "processes": cfg.worker_processes,
+                    "concurrency": cfg.total_concurrency,
+                }
+            },
+        )
+        for index in range(cfg.worker_processes):
+            self._spawn(index, handler, sock)
+        respawn: list[tuple[float, int]] = []  # (when, index)
+        kill_at = 0.0
+        while self.workers or (respawn and not self.stopping):
+            now = time.monotonic()
+            for when, index in [r for r in respawn if r[0] <= now]:
+                respawn.remove((when, index))
+                if not self.stopping:
+                    self._spawn(index, handler, sock)
+            waits = [when - now for when, _ in respawn] + ([kill_at - now] if kill_at else [])
+            info = signal.sigtimedwait(SIGNALS, max(0.01, min([1.0, *waits])))
+            if kill_at and time.monotonic() >= kill_at:
+                for pid in self.workers:
+                    log.error("worker did not drain in time, killing it", extra={"fields": {"pid": pid}})
+                    _kill(pid, signal.SIGKILL)
+                kill_at = 0.0
+            if info is None:
+                continue
+            if info.si_signo in (signal.SIGTERM, signal.SIGINT) and not self.stopping:
+                self.stopping = True
+                log.info("draining", extra={"fields": {"grace": cfg.grace}})
+                sock.close()
+                for pid in self.workers:
+                    _kill(pid, signal.SIGTERM)
+                kill_at = time.monotonic() + cfg.grace + KILL_MARGIN
+            elif info.si_signo == signal.SIGCHLD:
+                respawn.extend(self._reap())
+        self._record()
+        log.info("stopped")
+        return 0
+
+    def _spawn(self, index: int, handler: Handler, sock: socket.socket) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                code = process.run(
+                    index=index, config=self.config, handler=handler, sock=sock, root=self.root
+                )
+            finally:
+                os._exit(code)
+        self.workers[pid] = (index, time.monotonic())
+        self._record()
+
+    def _reap(self) -> list[tuple[float, int]]:
+        """Collect dead workers, clean their TMPDIRs, and plan their replacements."""
+        plans = []
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid not in self.workers:
+                continue
+            index, started = self.workers.pop(pid)
+            scratch.remove(scratch.worker_dir(self.root, pid))
+            if self.stopping:
+                continue
+            lived = time.monotonic() - started
+            self.failures = self.failures + 1 if lived < FAST_FAILURE else 0
+            # Replace at once; back off only when workers die as fast as they start.
+            delay = 0.0 if self.failures <= 1 else min(5.0, 0.1 * 2 ** (self.failures - 1))
+            log.error(
+                "worker died, replacing it",
+                extra={"fields": {"pid": pid, "status": _describe(status), "delay": delay}},
+            )
+            self.metrics.inc("worker_restarts_total")
+            plans.append((time.monotonic() + delay, index))
+        self._record()
+        return plans
+
+    def _record(self) -> None:
+        snap = self.metrics.snapshot()
+        snap["gauges"] = {"worker_processes|": float(len(self.workers))}
+        try:
+            self.store.write("supervisor", snap)
+        except OSError:
+            pass
+
+
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit {os.waitstatus_to_exitcode(status)}"

@@ -1,0 +1,187 @@
+"""Counters, gauges and histograms, merged across worker processes into Prometheus text.
+
+Each worker process keeps its own registry (updates take a lock: sync handlers on threads
+may record too) and writes a snapshot to the environment's metrics directory once a
+second. A scrape merges the live registry of the process that answers with the other
+processes' snapshots. A restarted worker takes over its predecessor's slot and counters,
+so counters stay monotonic across restarts; gauges start again from zero.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+
+Labels = tuple[tuple[str, str], ...]
+
+#: Latency buckets (seconds): sub-millisecond resolution for sprinters, minutes for
+#: marathons.
+BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0, 300.0, 900.0,
+)  # fmt: skip
+
+#: name -> (type, help). Names are fixed here so every process renders the same families.
+FAMILIES: dict[str, tuple[str, str]] = {
+    "worker_invocations_total": ("counter", "Invocations finished, by lane."),
+    "worker_errors_total": ("counter", "Invocations that ended in an error, by lane and type."),
+    "worker_rejections_total": ("counter", "Invocations refused because a lane was full."),
+    "worker_in_flight": ("gauge", "Invocations running in a slot, by lane."),
+    "worker_queue_depth": ("gauge", "Invocations waiting for a slot, by lane."),
+    "worker_invocation_duration_seconds": ("histogram", "Handler time per invocation."),
+    "worker_restarts_total": ("counter", "Worker processes replaced after they died."),
+    "worker_processes": ("gauge", "Worker processes alive."),
+}
+
+
+def _key(name: str, labels: Labels) -> str:
+    return name + "|" + ",".join(f"{k}={v}" for k, v in labels)
+
+
+def _unkey(key: str) -> tuple[str, Labels]:
+    name, _, rest = key.partition("|")
+    labels = tuple(tuple(p.split("=", 1)) for p in rest.split(",") if p)
+    return name, labels  # type: ignore[return-value]
+
+
+class Metrics:
+    """One process's registry. All updates are thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counters: dict[str, float] = {}
+        self.hists: dict[str, list[float]] = {}  # buckets..., overflow, sum, count
+        self._gauges: dict[str, Callable[[], float]] = {}
+
+    def inc(self, name: str, labels: Labels = (), value: float = 1.0) -> None:
+        key = _key(name, labels)
+        with self._lock:
+            self.counters[key] = self.counters.get(key, 0.0) + value
+
+    def observe(self, name: str, labels: Labels, seconds: float) -> None:
+        key = _key(name, labels)
+        with self._lock:
+            hist = self.hists.get(key)
+            if hist is None:
+                hist = self.hists[key] = [0.0] * (len(BUCKETS) + 3)
+            hist[bisect.bisect_left(BUCKETS, seconds)] += 1
+            hist[-2] += seconds
+            hist[-1] += 1
+
+    def gauge(self, name: str, labels: Labels, read: Callable[[], float]) -> None:
+        """A gauge read when a snapshot is taken (queue depth, in-flight)."""
+        self._gauges[_key(name, labels)] = read
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "counters": dict(self.counters),
+                "hists": {k: list(v) for k, v in self.hists.items()},
+                "gauges": {k: float(read()) for k, read in self._gauges.items()},
+            }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Continue a dead predecessor's counters (not its gauges)."""
+        with self._lock:
+            for k, v in snap.get("counters", {}).items():
+                self.counters[k] = self.counters.get(k, 0.0) + v
+            for k, v in snap.get("hists", {}).items():
+                mine = self.hists.setdefault(k, [0.0] * len(v))
+                for i, x in enumerate(v):
+                    mine[i] += x
+
+
+class SnapshotStore:
+    """The directory where every process of one environment leaves its snapshot."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.directory, f"{name}.json")
+
+    def write(self, name: str, snap: dict[str, Any]) -> None:
+        tmp = self.path(name) + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(orjson.dumps(snap))
+        os.replace(tmp, self.path(name))  # a reader never sees half a file
+
+    def read(self, name: str) -> dict[str, Any] | None:
+        try:
+            with open(self.path(name), "rb") as f:
+                data: dict[str, Any] = orjson.loads(f.read())
+                return data
+        except (OSError, orjson.JSONDecodeError):
+            return None
+
+    def read_all(self, skip: str | None = None) -> list[dict[str, Any]]:
+        snaps = []
+        with contextlib.suppress(OSError):
+            for entry in sorted(os.listdir(self.directory)):
+                if entry.endswith(".json") and entry[:-5] != skip:
+                    snap = self.read(entry[:-5])
+                    if snap is not None:
+                        snaps.append(snap)
+        return snaps
+
+
+def merge(snaps: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {"counters": {}, "hists": {}, "gauges": {}}
+    for snap in snaps:
+        for kind in ("counters", "gauges"):
+            for k, v in snap.get(kind, {}).items():
+                total[kind][k] = total[kind].get(k, 0.0) + v
+        for k, v in snap.get("hists", {}).items():
+            mine = total["hists"].setdefault(k, [0.0] * len(v))
+            for i, x in enumerate(v):
+                mine[i] += x
+    return total
+
+
+def _fmt_labels(labels: Labels, extra: tuple[str, str] | None = None) -> str:
+    pairs = [*labels, extra] if extra else list(labels)
+    if not pairs:
+        return ""
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in pairs)
+    return "{" + inner + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if x == int(x) else repr(x)
+
+
+def render(snap: dict[str, Any]) -> str:
+    """Prometheus text exposition format 0.0.4."""
+    series: dict[str, list[str]] = {name: [] for name in FAMILIES}
+    for kind in ("counters", "gauges"):
+        for key, value in sorted(snap[kind].items()):
+            name, labels = _unkey(key)
+            series.setdefault(name, []).append(f"{name}{_fmt_labels(labels)} {_num(value)}")
+    for key, hist in sorted(snap["hists"].items()):
+        name, labels = _unkey(key)
+        lines = series.setdefault(name, [])
+        cumulative = 0.0
+        for bound, count in zip(BUCKETS, hist, strict=False):
+            cumulative += count
+            lines.append(f"{name}_bucket{_fmt_labels(labels, ('le', repr(bound)))} {_num(cumulative)}")
+        lines.append(f"{name}_bucket{_fmt_labels(labels, ('le', '+Inf'))} {_num(hist[-1])}")
+        lines.append(f"{name}_sum{_fmt_labels(labels)} {hist[-2]!r}")
+        lines.append(f"{name}_count{_fmt_labels(labels)} {_num(hist[-1])}")
+    out = []
+    for name, lines in series.items():
+        kind, text = FAMILIES.get(name, ("untyped", name))
+        out.append(f"# HELP {name} {text}")
+        out.append(f"# TYPE {name} {kind}")
+        out.extend(lines)
+    return "\n".join(out) + "\n"
