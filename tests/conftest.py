@@ -113,7 +113,8 @@ class Proc:
         raise TimeoutError(f"server not ready:\n{self.logs()}")
 
     def logs(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def children(self) -> list[int]:

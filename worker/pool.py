@@ -223,5 +223,7 @@ class Pool:
         error: LambdaError | None,
         clock: float,
     ) -> None:
+        # Scratch goes first: once a caller has its answer, the invocation's files are gone.
+        ctx.close()
         self._reply(job, lane, result, error, clock)
-        self._done(lane, ctx)
+        lane.in_flight -= 1

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from worker.telemetry.metrics import BUCKETS, Metrics, SnapshotStore, merge, render
+
+
+def test_render_prometheus_text() -> None:
+    m = Metrics()
+    lane = (("lane", "default"),)
+    m.inc("worker_invocations_total", lane, 3)
+    m.observe("worker_invocation_duration_seconds", lane, 0.002)
+    m.observe("worker_invocation_duration_seconds", lane, 10_000)  # past every bucket
+    m.gauge("worker_in_flight", lane, lambda: 2)
+    text = render(merge([m.snapshot()]))
+    assert "# TYPE worker_invocations_total counter" in text
+    assert 'worker_invocations_total{lane="default"} 3' in text
+    assert 'worker_in_flight{lane="default"} 2' in text
+    assert 'worker_invocation_duration_seconds_bucket{lane="default",le="0.001"} 0' in text
+    assert 'worker_invocation_duration_seconds_bucket{lane="default",le="0.0025"} 1' in text
+    assert f'le="{BUCKETS[-1]!r}"}} 1' in text
+    assert 'worker_invocation_duration_seconds_bucket{lane="default",le="+Inf"} 2' in text
+    assert 'worker_invocation_duration_seconds_count{lane="default"} 2' in text
+
+
+def test_snapshots_merge_across_processes_and_survive_restarts(tmp_path: Path) -> None:
+    store = SnapshotStore(str(tmp_path / "m"))
+    a, b = Metrics(), Metrics()
+    a.inc("worker_invocations_total", (("lane", "default"),), 5)
+    b.inc("worker_invocations_total", (("lane", "default"),), 7)
+    b.gauge("worker_in_flight", (("lane", "default"),), lambda: 1)
+    store.write("worker-0", a.snapshot())
+    store.write("worker-1", b.snapshot())
+    text = render(merge(store.read_all()))
+    assert 'worker_invocations_total{lane="default"} 12' in text
+    # worker-1 dies; its replacement continues the counter but not the gauge.
+    again = Metrics()
+    again.restore(store.read("worker-1") or {})
+    snap = again.snapshot()
+    assert snap["counters"] == {"worker_invocations_total|lane=default": 7.0}
+    assert snap["gauges"] == {}

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.client import invoke
+
+
+async def test_a_timed_out_sync_handler_keeps_its_slot_until_the_thread_returns(inproc, tmp_path: Path) -> None:
+    srv = await inproc("tests.apps.basic.sync_gate", slots=1, queue=4, timeout=0.2)
+    event = {"dir": str(tmp_path)}
+    first = await invoke(srv.port, event)
+    assert first.json()["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
+    # Answered, but the thread still blocks on the gate: the slot is still busy.
+    assert srv.lane.in_flight == 1
+    second = asyncio.ensure_future(invoke(srv.port, event))
+    while srv.lane.depth < 1:
+        await asyncio.sleep(0.005)
+    assert srv.lane.in_flight == 1  # the waiting job did not get a slot
+    (tmp_path / "release").touch()
+    assert (await second).status == 200
+    while srv.lane.in_flight:
+        await asyncio.sleep(0.005)
+
+
+async def test_drain_answers_queued_jobs_that_cannot_run(inproc, tmp_path: Path) -> None:
+    srv = await inproc("tests.apps.basic.gate", slots=1, queue=2)
+    event = {"dir": str(tmp_path)}
+    calls = [asyncio.ensure_future(invoke(srv.port, event)) for _ in range(3)]
+    while srv.lane.depth < 2:
+        await asyncio.sleep(0.005)
+    finished = await srv.pool.drain(0.2)
+    assert finished is False
+    answers = await asyncio.gather(*calls)
+    assert [a.json()["errorType"] for a in answers] == ["Runtime.ExitError"] * 3  # type: ignore[index]

@@ -1,0 +1,91 @@
+"""`worker serve` end to end, as a user runs it: real processes, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+
+import orjson
+
+from tests.client import invoke, request
+
+
+async def _metric(port: int, name: str) -> float:
+    text = (await request(port, "GET", "/_worker/metrics")).body.decode()
+    match = re.search(rf'^{name}{{lane="default"}} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else -1.0
+
+
+async def test_200_concurrent_requests_reach_the_configured_concurrency(serve, tmp_path: Path) -> None:
+    srv = serve("tests.apps.basic.peak", "--workers", "1", "--concurrency", "16", "--queue-size", "400")
+    calls = [asyncio.ensure_future(invoke(srv.port, {"dir": str(tmp_path)})) for _ in range(200)]
+    # Every slot busy and the rest waiting: the state that proves the concurrency.
+    while await _metric(srv.port, "worker_in_flight") < 16 or await _metric(srv.port, "worker_queue_depth") < 184:
+        await asyncio.sleep(0.01)
+    (tmp_path / "release").touch()
+    answers = await asyncio.gather(*calls)
+    assert {a.status for a in answers} == {200}
+    # The handler's own count: exactly the configured concurrency, never more.
+    assert max(a.json()["peak"] for a in answers) == 16  # type: ignore[index]
+
+
+async def test_overload_answers_429_and_every_other_request_200(serve, tmp_path: Path) -> None:
+    srv = serve("tests.apps.basic.gate", "--workers", "1", "--concurrency", "2", "--queue-size", "2")
+    calls = [asyncio.ensure_future(invoke(srv.port, {"dir": str(tmp_path)})) for _ in range(20)]
+    done, pending = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
+    while len([c for c in calls if c.done()]) < 16:  # 2 running + 2 queued; the rest refused
+        await asyncio.sleep(0.01)
+    (tmp_path / "release").touch()
+    answers = await asyncio.gather(*calls)
+    statuses = sorted(a.status for a in answers)
+    assert statuses == [200] * 4 + [429] * 16
+    throttled = next(a for a in answers if a.status == 429)
+    assert throttled.headers["retry-after"] == "1"
+    assert throttled.json()["errorType"] == "TooManyRequestsException"  # type: ignore[index]
+    text = (await request(srv.port, "GET", "/_worker/metrics")).body.decode()
+    assert 'worker_rejections_total{lane="default"} 16' in text
+
+
+async def test_concurrent_invocations_get_private_scratch_dirs(serve, tmp_path: Path) -> None:
+    srv = serve("tests.apps.basic.scratch", "--workers", "1", "--concurrency", "4")
+    calls = [asyncio.ensure_future(invoke(srv.port, {"dir": str(tmp_path)})) for _ in range(2)]
+    while len(list(tmp_path.glob("started-*"))) < 2:
+        await asyncio.sleep(0.01)
+    live = [p.read_text() for p in tmp_path.glob("started-*")]
+    assert len(set(live)) == 2 and all(os.path.isdir(p) for p in live)
+    (tmp_path / "release").touch()
+    results = [a.json() for a in await asyncio.gather(*calls)]
+    assert all(r["mine"] for r in results)  # type: ignore[index]
+    assert {r["tmp"] for r in results} == set(live)  # type: ignore[index]
+    assert not any(os.path.exists(p) for p in live)  # neither's files survive it
+    tmpdir = results[0]["tmpdir"]  # type: ignore[index]
+    assert tmpdir.startswith("/tmp/") and os.stat(tmpdir).st_mode & 0o777 == 0o700
+
+
+async def test_request_ids_in_logs_match_per_invocation_across_threads(serve) -> None:
+    srv = serve(
+        "tests.apps.basic.logs_in_thread", "--workers", "2", "--concurrency", "8", "--queue-size", "64"
+    )
+    answers = await asyncio.gather(
+        *(invoke(srv.port, {"tag": f"t{i}", "lines": 5}) for i in range(24))
+    )
+    by_tag = {f"t{i}": a.json()["requestId"] for i, a in enumerate(answers)}  # type: ignore[index]
+    assert len(set(by_tag.values())) == 24
+    srv.stop()  # flushes every worker's output
+    lines = [orjson.loads(x) for x in srv.logs().splitlines() if x.startswith("{")]
+    handler_lines = [x for x in lines if x.get("logger") == "tests.apps"]
+    assert len(handler_lines) == 24 * 5
+    for line in handler_lines:
+        tag = line["message"].rsplit(" ", 1)[1]
+        assert line["requestId"] == by_tag[tag]
+        assert {"timestamp", "level", "message", "logger", "requestId"} <= set(line)
+
+
+async def test_payloads_are_not_logged(serve) -> None:
+    srv = serve("tests.apps.basic.fail", "--workers", "1")
+    await invoke(srv.port, {"secret": "do-not-log-me"})
+    srv.stop()
+    assert "do-not-log-me" not in srv.logs()
+    assert "ValueError" in srv.logs()
