@@ -36,7 +36,9 @@ async def read_answer(reader: asyncio.StreamReader, head: bool = False) -> Answe
     return Answer(status, headers, body)
 
 
-def encode(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
+def encode(
+    method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", "host: 127.0.0.1"]
     for k, v in (headers or {}).items():
         lines.append(f"{k}: {v}")

@@ -55,7 +55,10 @@ async def inproc(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[InProc
         pool = Pool(handler, Lanes([lane]), config, worker_tmp=str(tmp_path), metrics=metrics)
         pool.start()
         front = Front(
-            config, pool.submit, metrics_text=lambda: render(merge([metrics.snapshot()])), pid=os.getpid()
+            config,
+            pool.submit,
+            metrics_text=lambda: render(merge([metrics.snapshot()])),
+            pid=os.getpid(),
         )
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: HttpProtocol(front), "127.0.0.1", 0)
@@ -93,7 +96,9 @@ class Proc:
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as r:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}{path}", timeout=timeout
+            ) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as err:
             return err.code, err.read()
@@ -137,7 +142,9 @@ class Proc:
 def serve(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     procs: list[Proc] = []
 
-    def start(handler: str, *args: str, env: dict[str, str] | None = None, ready: bool = True) -> Proc:
+    def start(
+        handler: str, *args: str, env: dict[str, str] | None = None, ready: bool = True
+    ) -> Proc:
         environ = {k: v for k, v in os.environ.items() if not k.startswith(("WORKER_", "AWS_"))}
         environ.update(env or {})
         environ["PYTHONPATH"] = str(ROOT)

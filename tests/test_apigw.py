@@ -12,8 +12,13 @@ def event(**kw: object) -> dict:  # type: ignore[type-arg]
     args: dict = dict(  # type: ignore[type-arg]
         method="POST",
         target=b"/a/b?x=1&x=2&y=%20z",
-        headers=[(b"host", b"api.test"), (b"cookie", b"a=1; b=2"), (b"x-m", b"1"), (b"x-m", b"2"),
-                 (b"content-type", b"application/json")],
+        headers=[
+            (b"host", b"api.test"),
+            (b"cookie", b"a=1; b=2"),
+            (b"x-m", b"1"),
+            (b"x-m", b"2"),
+            (b"content-type", b"application/json"),
+        ],
         body=b'{"k": 1}',
         source_ip="10.0.0.1",
         request_id="rid",
@@ -31,8 +36,17 @@ def test_http_api_v2_shape() -> None:
     assert e["cookies"] == ["a=1", "b=2"]
     assert e["headers"]["x-m"] == "1,2"
     http = e["requestContext"]["http"]
-    assert http == {"method": "POST", "path": "/a/b", "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1", "userAgent": ""}
-    assert e["requestContext"]["requestId"] == "rid" and e["requestContext"]["domainName"] == "api.test"
+    assert http == {
+        "method": "POST",
+        "path": "/a/b",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "10.0.0.1",
+        "userAgent": "",
+    }
+    assert (
+        e["requestContext"]["requestId"] == "rid"
+        and e["requestContext"]["domainName"] == "api.test"
+    )
     assert e["body"] == '{"k": 1}' and e["isBase64Encoded"] is False
 
 

@@ -10,12 +10,17 @@ from worker.cli import main, normalise
 
 def test_bare_handler_picks_serve_or_lambda() -> None:
     assert normalise(["mod.fn"], {}) == ["serve", "mod.fn"]
-    assert normalise(["mod.fn"], {"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}) == ["lambda", "mod.fn"]
+    assert normalise(["mod.fn"], {"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}) == [
+        "lambda",
+        "mod.fn",
+    ]
     assert normalise(["serve", "mod.fn"], {}) == ["serve", "mod.fn"]
 
 
 @pytest.mark.parametrize("command", ["lambda", "sqs", "emulate"])
-def test_commands_not_in_this_build_fail_clearly(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_commands_not_in_this_build_fail_clearly(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         main([command, "mod.fn"])
     assert info.value.code == 2
@@ -32,6 +37,15 @@ def test_python_dash_m_worker_help() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "worker", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for flag in ("--host", "--port", "--workers", "--concurrency", "--queue-size", "--timeout",
-                 "--init-timeout", "--max-payload", "--grace"):
+    for flag in (
+        "--host",
+        "--port",
+        "--workers",
+        "--concurrency",
+        "--queue-size",
+        "--timeout",
+        "--init-timeout",
+        "--max-payload",
+        "--grace",
+    ):
         assert flag in out

@@ -27,7 +27,13 @@ def test_environment_then_flags() -> None:
         "_HANDLER": "mod.fn",
     }
     c = Config.from_env(env, port=9100)
-    assert (c.port, c.concurrency, c.queue_size, c.timeout, c.handler) == (9100, 10, 3, 7.0, "mod.fn")
+    assert (c.port, c.concurrency, c.queue_size, c.timeout, c.handler) == (
+        9100,
+        10,
+        3,
+        7.0,
+        "mod.fn",
+    )
     # Environment-wide bounds spread over processes, the remainder to the first ones.
     assert [c.slots_for(i) for i in range(3)] == [4, 3, 3]
     assert [c.queue_for(i) for i in range(3)] == [1, 1, 1]

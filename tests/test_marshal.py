@@ -10,7 +10,10 @@ from worker.marshal import dumps, loads
 
 
 def test_dumps_what_the_official_client_accepts() -> None:
-    assert orjson.loads(dumps({"a": decimal.Decimal("1.5"), "b": decimal.Decimal("2")})) == {"a": 1.5, "b": 2}
+    assert orjson.loads(dumps({"a": decimal.Decimal("1.5"), "b": decimal.Decimal("2")})) == {
+        "a": 1.5,
+        "b": 2,
+    }
     assert orjson.loads(dumps({1: "int key"})) == {"1": "int key"}
     assert dumps(10**30) == b"1000000000000000000000000000000"
 

@@ -6,7 +6,9 @@ from pathlib import Path
 from tests.client import invoke
 
 
-async def test_a_timed_out_sync_handler_keeps_its_slot_until_the_thread_returns(inproc, tmp_path: Path) -> None:
+async def test_a_timed_out_sync_handler_keeps_its_slot_until_the_thread_returns(
+    inproc, tmp_path: Path
+) -> None:
     srv = await inproc("tests.apps.basic.sync_gate", slots=1, queue=4, timeout=0.2)
     event = {"dir": str(tmp_path)}
     first = await invoke(srv.port, event)

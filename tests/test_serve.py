@@ -18,11 +18,18 @@ async def _metric(port: int, name: str) -> float:
     return float(match.group(1)) if match else -1.0
 
 
-async def test_200_concurrent_requests_reach_the_configured_concurrency(serve, tmp_path: Path) -> None:
-    srv = serve("tests.apps.basic.peak", "--workers", "1", "--concurrency", "16", "--queue-size", "400")
+async def test_200_concurrent_requests_reach_the_configured_concurrency(
+    serve, tmp_path: Path
+) -> None:
+    srv = serve(
+        "tests.apps.basic.peak", "--workers", "1", "--concurrency", "16", "--queue-size", "400"
+    )
     calls = [asyncio.ensure_future(invoke(srv.port, {"dir": str(tmp_path)})) for _ in range(200)]
     # Every slot busy and the rest waiting: the state that proves the concurrency.
-    while await _metric(srv.port, "worker_in_flight") < 16 or await _metric(srv.port, "worker_queue_depth") < 184:
+    while (
+        await _metric(srv.port, "worker_in_flight") < 16
+        or await _metric(srv.port, "worker_queue_depth") < 184
+    ):
         await asyncio.sleep(0.01)
     (tmp_path / "release").touch()
     answers = await asyncio.gather(*calls)
@@ -32,9 +39,10 @@ async def test_200_concurrent_requests_reach_the_configured_concurrency(serve, t
 
 
 async def test_overload_answers_429_and_every_other_request_200(serve, tmp_path: Path) -> None:
-    srv = serve("tests.apps.basic.gate", "--workers", "1", "--concurrency", "2", "--queue-size", "2")
+    srv = serve(
+        "tests.apps.basic.gate", "--workers", "1", "--concurrency", "2", "--queue-size", "2"
+    )
     calls = [asyncio.ensure_future(invoke(srv.port, {"dir": str(tmp_path)})) for _ in range(20)]
-    done, pending = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
     while len([c for c in calls if c.done()]) < 16:  # 2 running + 2 queued; the rest refused
         await asyncio.sleep(0.01)
     (tmp_path / "release").touch()
@@ -66,7 +74,13 @@ async def test_concurrent_invocations_get_private_scratch_dirs(serve, tmp_path: 
 
 async def test_request_ids_in_logs_match_per_invocation_across_threads(serve) -> None:
     srv = serve(
-        "tests.apps.basic.logs_in_thread", "--workers", "2", "--concurrency", "8", "--queue-size", "64"
+        "tests.apps.basic.logs_in_thread",
+        "--workers",
+        "2",
+        "--concurrency",
+        "8",
+        "--queue-size",
+        "64",
     )
     answers = await asyncio.gather(
         *(invoke(srv.port, {"tag": f"t{i}", "lines": 5}) for i in range(24))

@@ -52,7 +52,9 @@ def _answers(srv, path: str) -> int:  # type: ignore[no-untyped-def]
         ("nodot", "Runtime.MalformedHandlerName"),
     ],
 )
-def test_init_errors_exit_non_zero_with_the_lambda_error(serve, handler: str, error_type: str) -> None:
+def test_init_errors_exit_non_zero_with_the_lambda_error(
+    serve, handler: str, error_type: str
+) -> None:
     srv = serve(handler, ready=False)
     assert srv.proc.wait(timeout=30) == 1
     line = next(x for x in srv.logs().splitlines() if x.startswith('{"errorMessage"'))
@@ -96,7 +98,9 @@ def test_a_killed_worker_is_replaced_and_its_tmpdir_removed(serve) -> None:
     assert "worker died, replacing it" in srv.logs()
 
 
-async def test_sigterm_lets_50_in_flight_requests_finish_then_exits_0(serve, tmp_path: Path) -> None:
+async def test_sigterm_lets_50_in_flight_requests_finish_then_exits_0(
+    serve, tmp_path: Path
+) -> None:
     # 64 slots per process: all 50 run at once however the kernel spreads the connections.
     srv = serve("tests.apps.basic.gate", "--workers", "2", "--concurrency", "128")
     calls = [asyncio.ensure_future(invoke(srv.port, {"dir": str(tmp_path)})) for _ in range(50)]

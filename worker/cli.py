@@ -25,7 +25,9 @@ def parser() -> argparse.ArgumentParser:
         "AWS_LAMBDA_RUNTIME_API is set, else `serve`.",
     )
     p.add_argument("command", choices=COMMANDS, help="what to run")
-    p.add_argument("handler", nargs="?", help="module.function, path/module.function or module:function")
+    p.add_argument(
+        "handler", nargs="?", help="module.function, path/module.function or module:function"
+    )
     for name, setting in SETTINGS.items():
         if setting.flag:
             p.add_argument(
@@ -50,7 +52,9 @@ def normalise(argv: Sequence[str], environ: dict[str, str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(normalise(sys.argv[1:] if argv is None else argv, dict(os.environ)))
     if args.command in NOT_YET:
-        sys.stderr.write(f"worker {args.command}: {NOT_YET[args.command]} is not part of this build yet\n")
+        sys.stderr.write(
+            f"worker {args.command}: {NOT_YET[args.command]} is not part of this build yet\n"
+        )
         raise SystemExit(2)
     overrides = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
     overrides["log_level"] = args.log_level

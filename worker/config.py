@@ -122,9 +122,7 @@ class Config:
     region: str = "us-east-1"
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Config:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for name, setting in SETTINGS.items():

@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -22,9 +23,11 @@ log = logging.getLogger("worker.pool")
 
 
 def shutdown_error() -> LambdaError:
-    return LambdaError(
-        "Runtime.ExitError", "The worker shut down before the invocation finished"
-    )
+    return LambdaError("Runtime.ExitError", "The worker shut down before the invocation finished")
+
+
+def _reader(lane: Lane, attr: str) -> Callable[[], float]:
+    return lambda: float(getattr(lane, attr))
 
 
 class Pool:
@@ -61,8 +64,8 @@ class Pool:
         self._memory = str(config.memory_mb or 0)
         for lane in lanes.all:
             labels = (("lane", lane.name),)
-            metrics.gauge("worker_in_flight", labels, lambda lane=lane: lane.in_flight)
-            metrics.gauge("worker_queue_depth", labels, lambda lane=lane: lane.depth)
+            metrics.gauge("worker_in_flight", labels, _reader(lane, "in_flight"))
+            metrics.gauge("worker_queue_depth", labels, _reader(lane, "depth"))
 
     def start(self) -> None:
         for lane in self.lanes.all:
@@ -91,7 +94,7 @@ class Pool:
             lane.close()
         if not self._slots:
             return True
-        done, pending = await asyncio.wait(self._slots, timeout=grace)
+        _, pending = await asyncio.wait(self._slots, timeout=grace)
         for lane in self.lanes.all:
             for job in lane.drop_queued():
                 job.reply(None, shutdown_error())

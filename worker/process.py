@@ -60,9 +60,7 @@ class WorkerProcess:
         if previous:
             self.metrics.restore(previous)
         worker_tmp = scratch.enter_worker_dir(self.root)
-        lane = Lane(
-            "default", self.config.slots_for(self.index), self.config.queue_for(self.index)
-        )
+        lane = Lane("default", self.config.slots_for(self.index), self.config.queue_for(self.index))
         pool = Pool(
             self.handler,
             Lanes([lane]),
@@ -71,12 +69,8 @@ class WorkerProcess:
             metrics=self.metrics,
         )
         pool.start()
-        front = Front(
-            self.config, pool.submit, metrics_text=self.metrics_text, pid=os.getpid()
-        )
-        server = await loop.create_server(
-            lambda: HttpProtocol(front), sock=self.sock, backlog=2048
-        )
+        front = Front(self.config, pool.submit, metrics_text=self.metrics_text, pid=os.getpid())
+        server = await loop.create_server(lambda: HttpProtocol(front), sock=self.sock, backlog=2048)
         ticker = asyncio.ensure_future(self._tick(front))
         log.info(
             "worker started",

@@ -7,6 +7,7 @@ whatever the init phase loaded) copy-on-write, and a replacement starts in milli
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -68,7 +69,9 @@ class Supervisor:
         signal.signal(signal.SIGTERM, _raise_exit)
         try:
             with InitResponder(sock):
-                handler = run_init(lambda: handlers.load(self.config.handler), self.config.init_timeout)
+                handler = run_init(
+                    lambda: handlers.load(self.config.handler), self.config.init_timeout
+                )
         except LambdaError as exc:
             sys.stderr.write(orjson.dumps(exc.body()).decode() + "\n")
             log.error("init failed: %s: %s", exc.error_type, exc.message)
@@ -111,7 +114,9 @@ class Supervisor:
             info = signal.sigtimedwait(SIGNALS, max(0.01, min([1.0, *waits])))
             if kill_at and time.monotonic() >= kill_at:
                 for pid in self.workers:
-                    log.error("worker did not drain in time, killing it", extra={"fields": {"pid": pid}})
+                    log.error(
+                        "worker did not drain in time, killing it", extra={"fields": {"pid": pid}}
+                    )
                     _kill(pid, signal.SIGKILL)
                 kill_at = 0.0
             if info is None:
@@ -176,10 +181,8 @@ class Supervisor:
     def _record(self) -> None:
         snap = self.metrics.snapshot()
         snap["gauges"] = {"worker_processes|": float(len(self.workers))}
-        try:
+        with contextlib.suppress(OSError):
             self.store.write("supervisor", snap)
-        except OSError:
-            pass
 
 
 def _raise_exit(signum: int, frame: object) -> None:
@@ -187,10 +190,8 @@ def _raise_exit(signum: int, frame: object) -> None:
 
 
 def _kill(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _describe(status: int) -> str:

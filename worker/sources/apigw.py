@@ -135,5 +135,12 @@ def to_response(result: Any) -> Response:
     else:
         data = marshal.dumps(body)
     if not any(k.lower() == "content-type" for k, _ in headers) and data:
-        headers.append(("content-type", "application/json" if body is not None and not isinstance(body, (str, bytes)) else "text/plain; charset=utf-8"))
+        headers.append(
+            (
+                "content-type",
+                "application/json"
+                if body is not None and not isinstance(body, (str, bytes))
+                else "text/plain; charset=utf-8",
+            )
+        )
     return status, headers, data

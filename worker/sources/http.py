@@ -251,7 +251,9 @@ class HttpProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.body_len += len(body)
         if self.body_len > self.config.max_payload:
-            raise _Refuse(413, "RequestEntityTooLargeException", _too_large(self.config.max_payload))
+            raise _Refuse(
+                413, "RequestEntityTooLargeException", _too_large(self.config.max_payload)
+            )
         self.body.append(body)
 
     def on_message_complete(self) -> None:
@@ -272,9 +274,12 @@ class HttpProtocol(asyncio.Protocol):
                     name = path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)]
                     self._invoke(name, headers, body, not keep_alive)
                     return
-            if url.startswith(b"/_worker/") and method in (b"GET", b"HEAD"):
-                if self._internal(url.partition(b"?")[0], head, not keep_alive):
-                    return
+            if (
+                url.startswith(b"/_worker/")
+                and method in (b"GET", b"HEAD")
+                and self._internal(url.partition(b"?")[0], head, not keep_alive)
+            ):
+                return
             self._proxy(method, url, headers, body, parser.get_http_version(), head, not keep_alive)
         finally:
             self._after_request()
@@ -305,7 +310,9 @@ class HttpProtocol(asyncio.Protocol):
             return False
         return True
 
-    def _invoke(self, name: bytes, headers: list[tuple[bytes, bytes]], body: bytes, close: bool) -> None:
+    def _invoke(
+        self, name: bytes, headers: list[tuple[bytes, bytes]], body: bytes, close: bool
+    ) -> None:
         if self.front.draining:
             return self._answer_now(
                 503, error=("ServiceException", "The service is shutting down"), close=True
@@ -325,7 +332,10 @@ class HttpProtocol(asyncio.Protocol):
         except orjson.JSONDecodeError as exc:
             return self._answer_now(
                 400,
-                error=("InvalidRequestContentException", f"Could not parse request body into json: {exc}"),
+                error=(
+                    "InvalidRequestContentException",
+                    f"Could not parse request body into json: {exc}",
+                ),
                 close=close,
             )
         if invocation_type == b"DryRun":
@@ -375,9 +385,17 @@ class HttpProtocol(asyncio.Protocol):
             http_version=version,
         )
         exchange = _Exchange("proxy", head, close)
-        job = Job(event, self._replier(exchange, request_id), request_id=request_id, size=len(body), kind="apigw-http")
+        job = Job(
+            event,
+            self._replier(exchange, request_id),
+            request_id=request_id,
+            size=len(body),
+            kind="apigw-http",
+        )
         if not self.front.submit(job):
-            return self._answer_now(429, error=_throttled(), head=head, close=close, retry_after=True)
+            return self._answer_now(
+                429, error=_throttled(), head=head, close=close, retry_after=True
+            )
         self.pending.append(exchange)
 
     # -- answers -------------------------------------------------------------------
@@ -435,9 +453,12 @@ class HttpProtocol(asyncio.Protocol):
                 extra = rid + b"".join(
                     f"{k}: {v}\r\n".encode("latin-1", "replace")
                     for k, v in headers
-                    if k.lower() not in ("content-length", "connection", "date", "transfer-encoding")
+                    if k.lower()
+                    not in ("content-length", "connection", "date", "transfer-encoding")
                 )
-                exchange.data = self._response(status, data, close, extra=extra, head=exchange.head, ctype=b"")
+                exchange.data = self._response(
+                    status, data, close, extra=extra, head=exchange.head, ctype=b""
+                )
         self._flush()
         return error_type
 
@@ -477,7 +498,9 @@ class HttpProtocol(asyncio.Protocol):
             body = orjson.dumps({"errorType": error[0], "errorMessage": error[1]})
         extra = b"retry-after: 1\r\n" if retry_after else b""
         exchange = _Exchange("now", head, close)
-        exchange.data = self._response(status, body or b"", close, extra=extra, head=head, ctype=ctype)
+        exchange.data = self._response(
+            status, body or b"", close, extra=extra, head=head, ctype=ctype
+        )
         self.pending.append(exchange)
         self._flush()
 
@@ -518,4 +541,3 @@ def _client_context(value: bytes) -> ClientContext | None:
         return ClientContext.from_json(orjson.loads(base64.b64decode(value)))
     except (binascii.Error, orjson.JSONDecodeError, ValueError):
         return None
-

@@ -21,8 +21,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.gmtime(record.created)
         line: dict[str, Any] = {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", ts)
-            + f".{int(record.msecs):03d}Z",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", ts) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "message": record.getMessage(),
             "logger": record.name,
@@ -47,7 +46,9 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         rid = request_id.get() or ""
-        text = f"[{record.levelname}]\t{stamp}.{int(record.msecs):03d}Z\t{rid}\t{record.getMessage()}"
+        text = (
+            f"[{record.levelname}]\t{stamp}.{int(record.msecs):03d}Z\t{rid}\t{record.getMessage()}"
+        )
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text

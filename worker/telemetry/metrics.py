@@ -174,7 +174,9 @@ def render(snap: dict[str, Any]) -> str:
         cumulative = 0.0
         for bound, count in zip(BUCKETS, hist, strict=False):
             cumulative += count
-            lines.append(f"{name}_bucket{_fmt_labels(labels, ('le', repr(bound)))} {_num(cumulative)}")
+            lines.append(
+                f"{name}_bucket{_fmt_labels(labels, ('le', repr(bound)))} {_num(cumulative)}"
+            )
         lines.append(f"{name}_bucket{_fmt_labels(labels, ('le', '+Inf'))} {_num(hist[-1])}")
         lines.append(f"{name}_sum{_fmt_labels(labels)} {hist[-2]!r}")
         lines.append(f"{name}_count{_fmt_labels(labels)} {_num(hist[-1])}")
