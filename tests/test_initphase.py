@@ -24,7 +24,7 @@ def test_responder_answers_until_stopped() -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
     port = sock.getsockname()[1]
-    with InitResponder(sock):
+    with InitResponder([sock]):
         assert _status(port, "/_worker/health") == 200
         assert _status(port, "/_worker/ready") == 503
         assert _status(port, "/2015-03-31/functions/f/invocations") == 503

@@ -22,15 +22,15 @@ T = TypeVar("T")
 
 
 class InitResponder:
-    """Answers on the listening socket until the workers take it over.
+    """Answers on the listening sockets until the workers take them over.
 
     `/_worker/health` is 200 (the process lives); everything else is 503, so a load
     balancer or a caller learns that init is still running instead of timing out.
     A thread, stopped and joined before any fork.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    def __init__(self, sockets: list[socket.socket]) -> None:
+        self.sockets = sockets
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._serve, name="init-responder", daemon=True)
 
@@ -46,14 +46,17 @@ class InitResponder:
 
     def _serve(self) -> None:
         with selectors.DefaultSelector() as sel:
-            sel.register(self.sock, selectors.EVENT_READ)
+            for sock in self.sockets:
+                sel.register(sock, selectors.EVENT_READ)
             sel.register(self._wake_r, selectors.EVENT_READ)
             while True:
                 for key, _ in sel.select():
                     if key.fileobj == self._wake_r:
                         return
+                    listener = key.fileobj
+                    assert isinstance(listener, socket.socket)
                     try:
-                        conn, _ = self.sock.accept()
+                        conn, _ = listener.accept()
                     except (BlockingIOError, InterruptedError):
                         continue
                     with conn:

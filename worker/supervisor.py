@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 
@@ -23,6 +22,7 @@ from worker.config import Config
 from worker.errors import LambdaError
 from worker.handler import Handler
 from worker.initphase import InitResponder, run_init
+from worker.sockets import Listeners
 from worker.telemetry import logs
 from worker.telemetry.metrics import Metrics, SnapshotStore
 
@@ -33,16 +33,6 @@ SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 FAST_FAILURE = 1.0
 #: Time after the grace period before stragglers are killed.
 KILL_MARGIN = 2.0
-
-
-def open_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 class Supervisor:
@@ -59,7 +49,9 @@ class Supervisor:
     def run(self) -> int:
         logs.configure(self.config.log_level, self.config.log_format)
         try:
-            sock = open_socket(self.config.host, self.config.port)
+            listeners = Listeners.open(
+                self.config.host, self.config.port, self.config.worker_processes
+            )
         except OSError as exc:
             log.error("cannot listen on %s:%s: %s", self.config.host, self.config.port, exc)
             return 1
@@ -68,24 +60,27 @@ class Supervisor:
         # SIGTERM during init: leave cleanly (the finally below removes the scratch root).
         signal.signal(signal.SIGTERM, _raise_exit)
         try:
-            with InitResponder(sock):
+            with InitResponder(listeners.sockets):
                 handler = run_init(
                     lambda: handlers.load(self.config.handler), self.config.init_timeout
                 )
         except LambdaError as exc:
             sys.stderr.write(orjson.dumps(exc.body()).decode() + "\n")
             log.error("init failed: %s: %s", exc.error_type, exc.message)
+            listeners.close()
             scratch.remove(self.root)
             return 1
         except SystemExit:
+            listeners.close()
             scratch.remove(self.root)
             return 0
         try:
-            return self._supervise(sock, handler)
+            return self._supervise(listeners, handler)
         finally:
+            listeners.close()
             scratch.remove(self.root)
 
-    def _supervise(self, sock: socket.socket, handler: Handler) -> int:
+    def _supervise(self, listeners: Listeners, handler: Handler) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         cfg = self.config
@@ -93,7 +88,7 @@ class Supervisor:
             "serving",
             extra={
                 "fields": {
-                    "address": f"http://{cfg.host}:{sock.getsockname()[1]}",
+                    "address": f"http://{cfg.host}:{listeners.port}",
                     "handler": cfg.handler,
                     "processes": cfg.worker_processes,
                     "concurrency": cfg.total_concurrency,
@@ -101,7 +96,7 @@ class Supervisor:
             },
         )
         for index in range(cfg.worker_processes):
-            self._spawn(index, handler, sock)
+            self._spawn(index, handler, listeners)
         respawn: list[tuple[float, int]] = []  # (when, index)
         kill_at = 0.0
         while self.workers or (respawn and not self.stopping):
@@ -109,7 +104,7 @@ class Supervisor:
             for when, index in [r for r in respawn if r[0] <= now]:
                 respawn.remove((when, index))
                 if not self.stopping:
-                    self._spawn(index, handler, sock)
+                    self._spawn(index, handler, listeners)
             waits = [when - now for when, _ in respawn] + ([kill_at - now] if kill_at else [])
             info = signal.sigtimedwait(SIGNALS, max(0.01, min([1.0, *waits])))
             if kill_at and time.monotonic() >= kill_at:
@@ -124,7 +119,7 @@ class Supervisor:
             if info.si_signo in (signal.SIGTERM, signal.SIGINT) and not self.stopping:
                 self.stopping = True
                 log.info("draining", extra={"fields": {"grace": cfg.grace}})
-                sock.close()
+                listeners.close()
                 for pid in self.workers:
                     _kill(pid, signal.SIGTERM)
                 kill_at = time.monotonic() + cfg.grace + KILL_MARGIN
@@ -134,7 +129,7 @@ class Supervisor:
         log.info("stopped")
         return 0
 
-    def _spawn(self, index: int, handler: Handler, sock: socket.socket) -> None:
+    def _spawn(self, index: int, handler: Handler, listeners: Listeners) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -142,7 +137,11 @@ class Supervisor:
             code = 1
             try:
                 code = process.run(
-                    index=index, config=self.config, handler=handler, sock=sock, root=self.root
+                    index=index,
+                    config=self.config,
+                    handler=handler,
+                    sock=listeners.keep_only(index),
+                    root=self.root,
                 )
             finally:
                 os._exit(code)

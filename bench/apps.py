@@ -1,0 +1,9 @@
+"""The handler every HTTP benchmark calls, ours and the baselines alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+async def noop(event: Any, context: Any) -> Any:
+    return {"ok": True}

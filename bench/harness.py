@@ -1,0 +1,147 @@
+"""Shared benchmark plumbing: start servers on 127.0.0.1, drive wrk, read CPU from /proc."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its descendants still alive."""
+    total = 0.0
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+            stack.extend(int(k) for k in kids)
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+    return total
+
+
+@contextlib.contextmanager
+def server(
+    argv: list[str], port: int, ready_path: str = "/", env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server we own, wait until it answers, stop it (by PID) afterwards."""
+    log = tempfile.TemporaryFile()
+    environ = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    proc = subprocess.Popen(argv, cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        end = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"{argv[:4]} exited:\n{log.read().decode(errors='replace')}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.05)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    errors: int
+    cpu_us: float  # server CPU per request
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+
+def wrk(
+    url: str,
+    *,
+    pid: int,
+    seconds: float,
+    connections: int = 64,
+    threads: int = 2,
+    script: str | None = None,
+) -> WrkResult:
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    if script:
+        cmd += ["-s", script]
+    cpu0 = tree_cpu_seconds(pid)
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    cpu = tree_cpu_seconds(pid) - cpu0
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
+    if not m:
+        raise RuntimeError(f"wrk printed no totals:\n{out}")
+    requests = int(m.group(1))
+    secs = float(m.group(2)) * (60 if m.group(3) == "m" else 1)
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return WrkResult(
+        requests=requests,
+        seconds=secs,
+        rps=requests / secs,
+        p50_ms=_ms(lat.get("50", "nan")),
+        p99_ms=_ms(lat.get("99", "nan")),
+        non_2xx=int(non2xx.group(1)) if non2xx else 0,
+        errors=sum(int(x) for x in errs.groups()) if errs else 0,
+        cpu_us=cpu / max(1, requests) * 1e6,
+    )
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def python() -> str:
+    return sys.executable
+
+
+def write_script(path: Path, body: bytes) -> str:
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{body.decode()}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    return str(path)

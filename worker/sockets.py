@@ -1,0 +1,67 @@
+"""Listening sockets: one SO_REUSEPORT socket per worker slot, owned by the supervisor.
+
+A single shared socket lets one worker accept a burst of connections while another
+idles (libuv accepts until the backlog is empty). With one socket per worker index the
+kernel spreads connections across workers by hash. The supervisor keeps every socket
+open for its whole life, so connections that reach a dead worker's socket wait in its
+backlog for the replacement instead of being reset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+
+
+class Listeners:
+    """The environment's listening sockets, index i for worker i."""
+
+    def __init__(self, sockets: list[socket.socket]) -> None:
+        self.sockets = sockets
+        self.port = int(sockets[0].getsockname()[1])
+
+    @classmethod
+    def open(cls, host: str, port: int, count: int, backlog: int = 2048) -> Listeners:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        reuseport = hasattr(socket, "SO_REUSEPORT") and count > 1
+        if reuseport:
+            # SO_REUSEPORT would let us join another server already on this port (same
+            # user): bind once without it first, so a busy port fails as it should.
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
+                port = probe.getsockname()[1]
+        sockets: list[socket.socket] = []
+        try:
+            for _ in range(count if reuseport else 1):
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuseport:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.bind((host, port))
+                port = sock.getsockname()[1]
+                sock.listen(backlog)
+                sock.set_inheritable(True)
+        except OSError:
+            for sock in sockets:
+                sock.close()
+            raise
+        return cls(sockets)
+
+    def for_worker(self, index: int) -> socket.socket:
+        return self.sockets[index % len(self.sockets)]
+
+    def keep_only(self, index: int) -> socket.socket:
+        """In a worker: close the other workers' sockets, so that when it drains the
+        kernel stops routing connections to sockets nobody accepts on any more."""
+        mine = self.for_worker(index)
+        for sock in self.sockets:
+            if sock is not mine:
+                sock.close()
+        return mine
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
