@@ -20,16 +20,23 @@ _prefix = os.urandom(10).hex()
 _counter = itertools.count(1)
 
 
+def _shape(p: str) -> str:
+    return f"{p[:8]}-{p[8:12]}-{p[12:16]}-{p[16:20]}-"
+
+
+_shaped = _shape(_prefix)
+
+
 def reseed() -> None:
     """A forked worker must not repeat its parent's ids."""
-    global _prefix, _counter
+    global _prefix, _counter, _shaped
     _prefix = os.urandom(10).hex()
+    _shaped = _shape(_prefix)
     _counter = itertools.count(1)
 
 
 def new_request_id() -> str:
-    p = _prefix
-    return f"{p[:8]}-{p[8:12]}-{p[12:16]}-{p[16:20]}-{next(_counter):012x}"
+    return _shaped + format(next(_counter), "012x")
 
 
 class Job:

@@ -17,9 +17,13 @@ from worker.handler import Handler
 from worker.jobs import Job
 from worker.lanes import Lane, Lanes
 from worker.telemetry.logs import request_id
-from worker.telemetry.metrics import Metrics
+from worker.telemetry.metrics import LaneStats, Metrics
 
 log = logging.getLogger("worker.pool")
+
+#: How often deadlines are checked: a timeout is answered at most this late. One watcher
+#: per process costs less than a timer armed and cancelled for every invocation.
+WATCH_INTERVAL = 0.02
 
 
 def shutdown_error() -> LambdaError:
@@ -30,13 +34,27 @@ def _reader(lane: Lane, attr: str) -> Callable[[], float]:
     return lambda: float(getattr(lane, attr))
 
 
+class Slot:
+    """One unit of concurrency: a task that takes jobs from its lane, one at a time."""
+
+    __slots__ = ("deadline", "expired", "lane", "stats", "task")
+
+    def __init__(self, lane: Lane, stats: LaneStats) -> None:
+        self.lane = lane
+        self.stats = stats
+        self.deadline = 0.0  # epoch seconds of the running invocation; 0 when idle
+        self.expired = False
+        self.task: asyncio.Task[None] | None = None
+
+
 class Pool:
     """Runs jobs from the lanes on slots.
 
     Each lane gets `lane.slots` slot tasks. Async handlers run in the slot; sync ones on a
-    thread pool with one thread per slot, so a slot never waits for a thread. A sync
-    handler past its deadline is answered `Sandbox.Timedout` at once, but Python cannot
-    stop a thread, so its slot stays busy until the thread returns.
+    thread pool with one thread per slot, so a slot never waits for a thread. A deadline
+    watcher cancels a slot whose invocation outlives its deadline; a sync handler past
+    its deadline is answered `Sandbox.Timedout` at once, but Python cannot stop a thread,
+    so its slot stays busy until the thread returns.
     """
 
     def __init__(
@@ -56,11 +74,12 @@ class Pool:
         self.threads = ThreadPoolExecutor(
             max_workers=sum(lane.slots for lane in lanes.all), thread_name_prefix="handler"
         )
-        self._slots: list[asyncio.Task[None]] = []
-        self._running: set[Job] = set()
-        arn_region = config.region
-        self._arn = f"arn:aws:lambda:{arn_region}:000000000000:function:{config.function_name}"
+        self.slots: list[Slot] = []
+        self._watcher: asyncio.Task[None] | None = None
+        self._stats = {lane.name: metrics.lane(lane.name) for lane in lanes.all}
+        self._arn = f"arn:aws:lambda:{config.region}:000000000000:function:{config.function_name}"
         self._log_group = f"/aws/lambda/{config.function_name}"
+        self._log_stream = f"runtime-worker/{config.function_version}"
         self._memory = str(config.memory_mb or 0)
         for lane in lanes.all:
             labels = (("lane", lane.name),)
@@ -70,7 +89,10 @@ class Pool:
     def start(self) -> None:
         for lane in self.lanes.all:
             for _ in range(lane.slots):
-                self._slots.append(asyncio.ensure_future(self._slot(lane)))
+                slot = Slot(lane, self._stats[lane.name])
+                slot.task = asyncio.ensure_future(self._run_slot(slot))
+                self.slots.append(slot)
+        self._watcher = asyncio.ensure_future(self._watch())
 
     def submit(self, job: Job) -> bool:
         """Admit a job into its lane, or False when the lane is full (answer 429)."""
@@ -80,10 +102,6 @@ class Pool:
         self.metrics.inc("worker_rejections_total", (("lane", lane.name),))
         return False
 
-    @property
-    def busy(self) -> int:
-        return sum(lane.in_flight + lane.depth for lane in self.lanes.all)
-
     async def drain(self, grace: float) -> bool:
         """Stop admitting; let queued and running jobs finish within `grace` seconds.
 
@@ -92,9 +110,10 @@ class Pool:
         """
         for lane in self.lanes.all:
             lane.close()
-        if not self._slots:
-            return True
-        _, pending = await asyncio.wait(self._slots, timeout=grace)
+        tasks = [slot.task for slot in self.slots if slot.task is not None]
+        pending: set[asyncio.Task[None]] = set()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
         for lane in self.lanes.all:
             for job in lane.drop_queued():
                 job.reply(None, shutdown_error())
@@ -102,17 +121,31 @@ class Pool:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=1.0)
+        if self._watcher is not None:
+            self._watcher.cancel()
         self.threads.shutdown(wait=False, cancel_futures=True)
         return not pending
 
-    async def _slot(self, lane: Lane) -> None:
+    async def _watch(self) -> None:
+        slots = self.slots
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            now = time.time()
+            for slot in slots:
+                if slot.deadline and now >= slot.deadline and not slot.expired:
+                    slot.expired = True
+                    if slot.task is not None:
+                        slot.task.cancel()
+
+    async def _run_slot(self, slot: Slot) -> None:
+        lane = slot.lane
         while True:
             job = await lane.take()
             if job is None:
                 return
-            await self._invoke(job, lane)
+            await self._invoke(job, slot)
 
-    def _context(self, job: Job, deadline: float, lane: Lane) -> LambdaContext:
+    def _context(self, job: Job, deadline: float, lane: str) -> LambdaContext:
         cfg = self.config
         return LambdaContext(
             request_id=job.request_id,
@@ -122,8 +155,8 @@ class Pool:
             invoked_function_arn=job.invoked_arn or self._arn,
             memory_limit_in_mb=self._memory,
             log_group_name=self._log_group,
-            log_stream_name=f"runtime-worker/{cfg.function_version}",
-            lane=lane.name,
+            log_stream_name=self._log_stream,
+            lane=lane,
             worker_tmp=self.worker_tmp,
             identity=job.identity,
             client_context=job.client_context,
@@ -131,96 +164,72 @@ class Pool:
             tenant_id=job.tenant_id,
         )
 
-    async def _invoke(self, job: Job, lane: Lane) -> None:
+    async def _invoke(self, job: Job, slot: Slot) -> None:
+        lane = slot.lane
         started = time.time()
         deadline = job.deadline or started + self.config.timeout
-        ctx = self._context(job, deadline, lane)
+        budget = deadline - started
+        ctx = self._context(job, deadline, lane.name)
         token = request_id.set(job.request_id)
         lane.in_flight += 1
         clock = time.perf_counter()
+        slot.deadline = deadline
+        slot.expired = False
         result: Any = None
         error: LambdaError | None = None
-        stuck: Future[Any] | None = None
+        thread: Future[Any] | None = None
         try:
             if self.handler.is_async:
-                result, error = await self._run_async(job, ctx, deadline - started)
+                result = await self.handler.fn(job.event, ctx)
             else:
-                result, error, stuck = await self._run_sync(job, ctx, deadline - started)
+                # The thread runs in a copy of this slot's context: it logs this request id.
+                thread = self.threads.submit(
+                    contextvars.copy_context().run, self.handler.fn, job.event, ctx
+                )
+                result = await asyncio.wrap_future(thread)
         except asyncio.CancelledError:
-            # Drain ran out of time: answer, then let the cancellation end the slot.
-            self._finish(job, lane, ctx, None, shutdown_error(), clock)
-            request_id.reset(token)
-            raise
-        request_id.reset(token)
-        if stuck is not None:
-            # Answer the caller now; the slot stays busy until the thread returns.
-            self._reply(job, lane, None, error, clock)
-            await asyncio.wrap_future(stuck)
-            self._done(lane, ctx)
-        else:
-            self._finish(job, lane, ctx, result, error, clock)
-
-    async def _run_async(
-        self, job: Job, ctx: LambdaContext, budget: float
-    ) -> tuple[Any, LambdaError | None]:
-        timer = asyncio.timeout(budget)
-        try:
-            async with timer:
-                return await self.handler.fn(job.event, ctx), None
-        except TimeoutError as exc:
-            if not timer.expired():
-                return None, from_exception(exc)
-            return None, timed_out(budget)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # SystemExit from a handler must not kill the slot
-            log.exception("handler failed")
-            return None, from_exception(exc)
-
-    async def _run_sync(
-        self, job: Job, ctx: LambdaContext, budget: float
-    ) -> tuple[Any, LambdaError | None, Future[Any] | None]:
-        # The thread runs in a copy of this slot's context, so it logs this request id.
-        run = contextvars.copy_context().run
-        future = self.threads.submit(run, self.handler.fn, job.event, ctx)
-        timer = asyncio.timeout(budget)
-        try:
-            async with timer:
-                return await asyncio.wrap_future(future), None, None
-        except TimeoutError as exc:
-            if not timer.expired():
-                return None, from_exception(exc), None
-            return None, timed_out(budget), (None if future.done() else future)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
+            if not slot.expired:
+                # Drain ran out of time: answer, then let the cancellation end the slot.
+                slot.deadline = 0.0
+                request_id.reset(token)
+                self._finish(job, slot, ctx, None, shutdown_error(), clock)
+                raise
+            error = timed_out(budget)
+        except BaseException as exc:  # SystemExit from a handler must not end the slot
             log.error("handler failed", exc_info=exc)
-            return None, from_exception(exc), None
+            error = from_exception(exc)
+        slot.deadline = 0.0
+        if slot.expired:
+            # Timed out, whether the cancellation surfaced or the handler swallowed it.
+            error = timed_out(budget)
+            result = None
+            task = slot.task
+            while task is not None and task.cancelling():
+                task.uncancel()
+        request_id.reset(token)
+        if thread is not None and not thread.done():
+            # Answer the caller now; the slot stays busy until the thread returns.
+            self._reply(job, slot, None, error, clock)
+            await asyncio.wrap_future(thread)
+            ctx.close()
+            lane.in_flight -= 1
+        else:
+            self._finish(job, slot, ctx, result, error, clock)
 
     def _reply(
-        self, job: Job, lane: Lane, result: Any, error: LambdaError | None, clock: float
+        self, job: Job, slot: Slot, result: Any, error: LambdaError | None, clock: float
     ) -> None:
         try:
             error_type = job.reply(result, error)
         except Exception:  # a source's bug must not take the slot down
             log.exception("reply failed")
             error_type = "Runtime.ReplyError"
-        labels = (("lane", lane.name),)
-        self.metrics.inc("worker_invocations_total", labels)
-        if error_type is not None:
-            self.metrics.inc("worker_errors_total", (*labels, ("type", error_type)))
-        self.metrics.observe(
-            "worker_invocation_duration_seconds", labels, time.perf_counter() - clock
-        )
-
-    def _done(self, lane: Lane, ctx: LambdaContext) -> None:
-        ctx.close()
-        lane.in_flight -= 1
+        slot.stats.record(time.perf_counter() - clock, error_type)
 
     def _finish(
         self,
         job: Job,
-        lane: Lane,
+        slot: Slot,
         ctx: LambdaContext,
         result: Any,
         error: LambdaError | None,
@@ -228,5 +237,5 @@ class Pool:
     ) -> None:
         # Scratch goes first: once a caller has its answer, the invocation's files are gone.
         ctx.close()
-        self._reply(job, lane, result, error, clock)
-        lane.in_flight -= 1
+        self._reply(job, slot, result, error, clock)
+        slot.lane.in_flight -= 1

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from worker import marshal
+from worker.errors import LambdaError
 
 # Bodies with these content types travel as text; anything else is base64, as API
 # Gateway does for binary media.
@@ -18,6 +19,18 @@ _TEXT_SUFFIXES = (b"+json", b"+xml", b"x-www-form-urlencoded", b"/graphql")
 def _is_text(content_type: bytes) -> bool:
     ct = content_type.split(b";", 1)[0].strip().lower()
     return not ct or ct.startswith(_TEXT_TYPES) or ct.endswith(_TEXT_SUFFIXES)
+
+
+_stamp: tuple[int, str] = (0, "")
+
+
+def _request_time(now: float) -> str:
+    """API Gateway's `requestContext.time`, formatted once per second, not per request."""
+    global _stamp
+    second = int(now)
+    if _stamp[0] != second:
+        _stamp = (second, time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(second)))
+    return _stamp[1]
 
 
 def build_event(
@@ -51,7 +64,7 @@ def build_event(
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": "$default",
-        "rawPath": unquote_plus(path) if "%" in path else path,
+        "rawPath": path,
         "rawQueryString": raw_query.decode("latin-1"),
         "headers": hdrs,
         "requestContext": {
@@ -69,7 +82,7 @@ def build_event(
             "requestId": request_id,
             "routeKey": "$default",
             "stage": "$default",
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "time": _request_time(now),
             "timeEpoch": int(now * 1000),
         },
         "isBase64Encoded": False,
@@ -114,8 +127,6 @@ def to_response(result: Any) -> Response:
     except (TypeError, ValueError):
         status = 0
     if not 100 <= status <= 599:
-        from worker.errors import LambdaError
-
         raise LambdaError(
             "Runtime.MarshalError", f"Invalid statusCode {result.get('statusCode')!r}"
         )

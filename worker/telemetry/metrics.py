@@ -50,14 +50,52 @@ def _unkey(key: str) -> tuple[str, Labels]:
     return name, labels  # type: ignore[return-value]
 
 
+class LaneStats:
+    """Per-lane invocation counts and latencies, written by the loop thread alone.
+
+    The hot path pays a few additions, no lock and no key building; the registry
+    reads these when it takes a snapshot (on the same thread).
+    """
+
+    __slots__ = ("errors", "hist", "invocations", "labels")
+
+    def __init__(self, lane: str) -> None:
+        self.labels: Labels = (("lane", lane),)
+        self.invocations = 0
+        self.errors: dict[str, int] = {}
+        self.hist = [0.0] * (len(BUCKETS) + 3)
+
+    def record(self, seconds: float, error_type: str | None) -> None:
+        self.invocations += 1
+        if error_type is not None:
+            self.errors[error_type] = self.errors.get(error_type, 0) + 1
+        hist = self.hist
+        hist[bisect.bisect_left(BUCKETS, seconds)] += 1
+        hist[-2] += seconds
+        hist[-1] += 1
+
+    def export(self) -> tuple[dict[str, float], dict[str, list[float]]]:
+        counters = {_key("worker_invocations_total", self.labels): float(self.invocations)}
+        for error_type, n in self.errors.items():
+            key = _key("worker_errors_total", (*self.labels, ("type", error_type)))
+            counters[key] = float(n)
+        return counters, {_key("worker_invocation_duration_seconds", self.labels): list(self.hist)}
+
+
 class Metrics:
-    """One process's registry. All updates are thread-safe."""
+    """One process's registry. `inc`, `observe` and `gauge` are thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counters: dict[str, float] = {}
         self.hists: dict[str, list[float]] = {}  # buckets..., overflow, sum, count
         self._gauges: dict[str, Callable[[], float]] = {}
+        self._lanes: list[LaneStats] = []
+
+    def lane(self, name: str) -> LaneStats:
+        stats = LaneStats(name)
+        self._lanes.append(stats)
+        return stats
 
     def inc(self, name: str, labels: Labels = (), value: float = 1.0) -> None:
         key = _key(name, labels)
@@ -79,12 +117,19 @@ class Metrics:
         self._gauges[_key(name, labels)] = read
 
     def snapshot(self) -> dict[str, Any]:
+        """Everything recorded so far (call it on the loop thread: lane stats are read
+        without a lock)."""
         with self._lock:
-            return {
+            snap = {
                 "counters": dict(self.counters),
                 "hists": {k: list(v) for k, v in self.hists.items()},
                 "gauges": {k: float(read()) for k, read in self._gauges.items()},
             }
+        parts = [snap]
+        for stats in self._lanes:
+            counters, hists = stats.export()
+            parts.append({"counters": counters, "hists": hists})
+        return merge(parts)
 
     def restore(self, snap: dict[str, Any]) -> None:
         """Continue a dead predecessor's counters (not its gauges)."""
