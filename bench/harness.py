@@ -48,7 +48,7 @@ def server(
     argv: list[str], port: int, ready_path: str = "/", env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a server we own, wait until it answers, stop it (by PID) afterwards."""
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     environ = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     proc = subprocess.Popen(argv, cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
     try:

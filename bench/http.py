@@ -19,7 +19,7 @@ from pathlib import Path
 import httptools
 import uvicorn
 
-from bench.harness import ROOT, WrkResult, free_port, median, python, server, wrk, write_script
+from bench.harness import ROOT, WrkResult, free_port, median, python, server, write_script, wrk
 
 INVOKE = "/2015-03-31/functions/bench/invocations"
 BODY = b'{"hello":"world","items":[1,2,3],"nested":{"k":"v"}}'
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         server(base, base_port, "/") as p_base,
     ):
         targets = {"ours": (ours_port, p_ours.pid), "uvicorn": (base_port, p_base.pid)}
-        for name, (port, pid) in targets.items():  # warm both up
+        for port, pid in targets.values():  # warm both up
             wrk(f"http://127.0.0.1:{port}{INVOKE}", pid=pid, seconds=1, script=script)
         total = args.rounds * len(cases) * len(targets)
         step = 0
@@ -116,14 +116,14 @@ def summarise(results: dict[str, dict[str, list[WrkResult]]]) -> dict[str, objec
 
 def table(summary: dict[str, object]) -> str:
     lines = [
-        "| path | server | req/s | p50 ms | p99 ms | CPU µs/req | non-2xx | ratio req/s vs uvicorn |",
+        "| path | server | req/s | p50 ms | p99 ms | CPU µs/req | non-2xx | req/s vs baseline |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for case in ("invoke", "proxy"):
         row = summary[case]
         for name in ("ours", "uvicorn"):
             s = row[name]  # type: ignore[index]
-            ratio = f"**{row['ratio_rps']:.2f}×**" if name == "ours" else "1.00× (baseline)"  # type: ignore[index]
+            ratio = f"**{row['ratio_rps']:.2f}x**" if name == "ours" else "baseline"  # type: ignore[index]
             label = "worker serve" if name == "ours" else "raw ASGI on uvicorn"
             lines.append(
                 f"| {case} | {label} | {s['rps']:,.0f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "

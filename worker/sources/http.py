@@ -49,6 +49,8 @@ _REASONS = {
 }
 _STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, r) for code, r in _REASONS.items()}
 _JSON = b"content-type: application/json\r\n"
+#: Framing headers are ours to set; a handler's values for them are dropped.
+_OWN_HEADERS = frozenset(("content-length", "connection", "date", "transfer-encoding"))
 
 
 def status_line(code: int) -> bytes:
@@ -267,27 +269,21 @@ class HttpProtocol(asyncio.Protocol):
         self.headers = []
         self.deadline = 0.0
         head = method == b"HEAD"
-        try:
-            if method == b"POST" and url.startswith(INVOKE_PREFIX):
-                path = url.partition(b"?")[0]
-                if path.endswith(INVOKE_SUFFIX):
-                    name = path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)]
-                    self._invoke(name, headers, body, not keep_alive)
-                    return
-            if (
-                url.startswith(b"/_worker/")
-                and method in (b"GET", b"HEAD")
-                and self._internal(url.partition(b"?")[0], head, not keep_alive)
-            ):
-                return
-            self._proxy(method, url, headers, body, parser.get_http_version(), head, not keep_alive)
-        finally:
-            self._after_request()
-
-    def _after_request(self) -> None:
-        if not self.pending:
+        close = not keep_alive
+        path = url.partition(b"?")[0]
+        if method == b"POST" and path.startswith(INVOKE_PREFIX) and path.endswith(INVOKE_SUFFIX):
+            self._invoke(path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)], headers, body, close)
+        elif not (
+            path.startswith(b"/_worker/")
+            and method in (b"GET", b"HEAD")
+            and self._internal(path, head, close)
+        ):
+            self._proxy(method, url, headers, body, parser.get_http_version(), head, close)
+        pending = len(self.pending)
+        if not pending:
             self.deadline = time.monotonic() + self.config.keepalive_timeout
-        self._set_reading()
+        if self.paused_reading or pending >= self.config.max_pipeline:
+            self._set_reading()
 
     # -- endpoints -----------------------------------------------------------------
 
@@ -354,11 +350,11 @@ class HttpProtocol(asyncio.Protocol):
         )
         if not self.front.submit(job):
             return self._answer_now(429, error=_throttled(), close=close, retry_after=True)
+        self.pending.append(exchange)
         if kind == "event":
             # Queued: the caller is told at once; the outcome only reaches the logs.
             exchange.data = self._response(202, b"", close, extra=_request_id(job.request_id))
-        self.pending.append(exchange)
-        self._flush()
+            self._flush()
 
     def _proxy(
         self,
@@ -410,57 +406,82 @@ class HttpProtocol(asyncio.Protocol):
         self, exchange: _Exchange, result: Any, error: LambdaError | None, request_id: str
     ) -> str | None:
         """Turn a slot's outcome into the bytes of the answer; returns the error type sent."""
-        close = exchange.close or self.front.draining
-        rid = _request_id(request_id)
-        error_type: str | None = None
         if exchange.kind == "event":
             if error is not None:
                 log.error("event invocation failed: %s: %s", error.error_type, error.message)
             return error.error_type if error else None
+        close = exchange.close or self.front.draining
+        rid = _request_id(request_id)
         if exchange.kind == "invoke":
-            data = b""
-            if error is None:
-                try:
-                    data = marshal.dumps(result)
-                    if len(data) > self.config.max_payload:
-                        error = LambdaError(
-                            "Function.ResponseSizeTooLarge",
-                            "Response payload size exceeded maximum allowed payload size "
-                            f"({self.config.max_payload} bytes).",
-                        )
-                except LambdaError as exc:
-                    error = exc
-            if error is not None:
-                error_type = error.error_type
-                data = orjson.dumps(error.body(request_id))
-                rid += b"x-amz-function-error: Unhandled\r\n"
-            exchange.data = self._response(200, data, close, extra=rid)
+            error = self._invoke_answer(exchange, result, error, request_id, rid, close)
         else:
-            status, headers, data = 502, [], b'{"message":"Internal Server Error"}'
-            if error is None:
-                try:
-                    status, hlist, data = apigw.to_response(result)
-                    headers = hlist
-                except LambdaError as exc:
-                    error = exc
-                    status, data = 502, b'{"message":"Internal Server Error"}'
-            if error is not None:
-                error_type = error.error_type
-                log.error("proxy invocation failed: %s: %s", error.error_type, error.message)
-                extra = rid + b"x-amz-function-error: Unhandled\r\n"
-                exchange.data = self._response(status, data, close, extra=extra, head=exchange.head)
-            else:
+            error = self._proxy_answer(exchange, result, error, rid, close)
+        self._flush()
+        return error.error_type if error else None
+
+    def _invoke_answer(
+        self,
+        exchange: _Exchange,
+        result: Any,
+        error: LambdaError | None,
+        request_id: str,
+        rid: bytes,
+        close: bool,
+    ) -> LambdaError | None:
+        if error is None:
+            try:
+                data = marshal.dumps(result)
+                if len(data) <= self.config.max_payload:
+                    exchange.data = self._response(200, data, close, extra=rid)
+                    return None
+                error = LambdaError(
+                    "Function.ResponseSizeTooLarge",
+                    "Response payload size exceeded maximum allowed payload size "
+                    f"({self.config.max_payload} bytes).",
+                )
+            except LambdaError as exc:
+                error = exc
+        # A function error is still a 200 for the Invoke API, flagged by this header.
+        data = orjson.dumps(error.body(request_id))
+        extra = rid + b"x-amz-function-error: Unhandled\r\n"
+        exchange.data = self._response(200, data, close, extra=extra)
+        return error
+
+    def _proxy_answer(
+        self,
+        exchange: _Exchange,
+        result: Any,
+        error: LambdaError | None,
+        rid: bytes,
+        close: bool,
+    ) -> LambdaError | None:
+        head = exchange.head
+        if error is None:
+            try:
+                if not (isinstance(result, dict) and "statusCode" in result):
+                    # A bare value: API Gateway's rule is a 200 with it as JSON.
+                    data = marshal.dumps(result)
+                    exchange.data = self._response(200, data, close, extra=rid, head=head)
+                    return None
+                status, headers, data = apigw.to_response(result)
                 extra = rid + b"".join(
                     f"{k}: {v}\r\n".encode("latin-1", "replace")
                     for k, v in headers
-                    if k.lower()
-                    not in ("content-length", "connection", "date", "transfer-encoding")
+                    if k.lower() not in _OWN_HEADERS
                 )
                 exchange.data = self._response(
-                    status, data, close, extra=extra, head=exchange.head, ctype=b""
+                    status, data, close, extra=extra, head=head, ctype=b""
                 )
-        self._flush()
-        return error_type
+                return None
+            except LambdaError as exc:
+                error = exc
+        # API Gateway's answer when the integration fails; details go to the log only.
+        log.error("proxy invocation failed: %s: %s", error.error_type, error.message)
+        extra = rid + b"x-amz-function-error: Unhandled\r\n"
+        exchange.data = self._response(
+            502, b'{"message":"Internal Server Error"}', close, extra=extra, head=head
+        )
+        return error
 
     def _response(
         self,
