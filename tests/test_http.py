@@ -255,3 +255,50 @@ async def test_health_ready_and_metrics(inproc) -> None:
     assert "worker_in_flight" in text and "worker_queue_depth" in text
     srv.front.draining = True
     assert (await request(srv.port, "GET", "/_worker/ready")).status == 503
+
+
+async def test_slow_body_gets_408(inproc) -> None:
+    srv = await inproc("tests.apps.basic.echo", body_timeout=0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(f"POST {INVOKE} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{{".encode())
+    ticker = [
+        asyncio.get_running_loop().call_later(0.3 * (i + 1), srv.front.tick) for i in range(10)
+    ]
+    assert (await read_answer(reader)).status == 408
+    assert await reader.read() == b""
+    for t in ticker:
+        t.cancel()
+
+
+async def test_idle_keep_alive_connections_are_closed(inproc) -> None:
+    srv = await inproc("tests.apps.basic.echo", keepalive_timeout=0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(encode("POST", INVOKE, b"{}"))
+    assert (await read_answer(reader)).status == 200
+    ticker = [
+        asyncio.get_running_loop().call_later(0.3 * (i + 1), srv.front.tick) for i in range(10)
+    ]
+    assert await reader.read() == b""  # closed without a word once idle too long
+    assert not srv.front.connections
+    for t in ticker:
+        t.cancel()
+
+
+async def test_trace_id_reaches_the_context(inproc) -> None:
+    srv = await inproc("tests.apps.basic.trace")
+    trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
+    assert (await invoke(srv.port, {}, {"X-Amzn-Trace-Id": trace})).json() == {"trace_id": trace}
+
+
+async def test_system_exit_in_a_handler_is_an_error_not_a_dead_slot(inproc) -> None:
+    for spec, code in (("tests.apps.basic.exits", "3"), ("tests.apps.basic.async_exits", "4")):
+        srv = await inproc(spec, slots=1)
+        for _ in range(2):  # the second call proves the slot lives
+            body = (await invoke(srv.port)).json()
+            assert body["errorType"] == "SystemExit" and body["errorMessage"] == code  # type: ignore[index]
+
+
+async def test_a_handler_that_swallows_its_cancellation_still_times_out(inproc) -> None:
+    srv = await inproc("tests.apps.basic.swallow_cancel", slots=1, timeout=0.1)
+    for _ in range(2):
+        assert (await invoke(srv.port)).json()["errorType"] == "Sandbox.Timedout"  # type: ignore[index]

@@ -103,3 +103,33 @@ async def test_payloads_are_not_logged(serve) -> None:
     srv.stop()
     assert "do-not-log-me" not in srv.logs()
     assert "ValueError" in srv.logs()
+
+
+async def test_metrics_add_up_across_worker_processes(serve) -> None:
+    srv = serve("tests.apps.basic.whoami", "--workers", "2")
+    pids = {(await invoke(srv.port)).json()["pid"] for _ in range(60)}  # type: ignore[index]
+    assert len(pids) == 2  # both workers served
+    # Each worker publishes its counts at least once a second; the scrape adds them up.
+    while await _metric(srv.port, "worker_invocations_total") != 60:
+        await asyncio.sleep(0.05)
+    text = (await request(srv.port, "GET", "/_worker/metrics")).body.decode()
+    assert "worker_processes 2" in text
+
+
+async def test_bad_input_never_costs_a_worker(serve) -> None:
+    srv = serve(
+        "tests.apps.basic.mixed", "--workers", "1", "--timeout", "0.3", "--max-payload", "4096"
+    )
+    before = srv.children()
+    assert (await invoke(srv.port, {"do": "raise"})).json()["errorType"] == "RuntimeError"  # type: ignore[index]
+    assert (await invoke(srv.port, {"do": "hang"})).json()["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
+    unmarshal = (await invoke(srv.port, {"do": "unmarshalable"})).json()
+    assert unmarshal["errorType"] == "Runtime.MarshalError"  # type: ignore[index]
+    assert (
+        await request(srv.port, "POST", "/2015-03-31/functions/f/invocations", b"{oops")
+    ).status == 400
+    assert (
+        await request(srv.port, "POST", "/2015-03-31/functions/f/invocations", b"x" * 8192)
+    ).status == 413
+    assert srv.children() == before
+    assert (await invoke(srv.port, {})).json()["pid"] == before[0]  # type: ignore[index]

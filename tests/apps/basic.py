@@ -148,3 +148,36 @@ async def proxy_response(event: Any, context: Any) -> Any:
     import json
 
     return json.loads(event["body"]) if event.get("body") else {"path": event["rawPath"]}
+
+
+def exits(event: Any, context: Any) -> Any:
+    raise SystemExit(3)
+
+
+async def async_exits(event: Any, context: Any) -> Any:
+    raise SystemExit(4)
+
+
+async def swallow_cancel(event: Any, context: Any) -> Any:
+    """A rude handler: ignores its cancellation and returns late."""
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        await asyncio.sleep(0.05)
+    return {"late": True}
+
+
+async def trace(event: Any, context: Any) -> Any:
+    return {"trace_id": context.trace_id}
+
+
+async def mixed(event: Any, context: Any) -> Any:
+    """Behaves as the event says: the bad-input tour of one worker."""
+    action = event.get("do")
+    if action == "raise":
+        raise RuntimeError("asked to fail")
+    if action == "hang":
+        await asyncio.sleep(3600)
+    if action == "unmarshalable":
+        return object()
+    return {"pid": os.getpid()}

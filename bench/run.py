@@ -1,0 +1,55 @@
+"""`make bench`: run every benchmark with its baseline and write bench/results/latest/report.md.
+
+    python -m bench.run [--quick]
+
+--quick: short rounds (a smoke test that the benchmarks still run; the numbers are
+noisier). Each benchmark prints its progress; the report states the method of each table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+from bench import http
+from bench.harness import ROOT
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="3 rounds of 2 s: a smoke run")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest"))
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds = "2" if args.quick else "10"
+    started = time.monotonic()
+    print(f"[bench] http: 3 rounds x 4 runs x {seconds}s", flush=True)
+    summary = http.main(["--rounds", "3", "--seconds", seconds, "--out", str(out)])
+    method = summary["method"]
+    report = [
+        "# runtime-worker benchmarks",
+        "",
+        f"Machine: {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}, "
+        f"{'quick' if args.quick else 'full'} run, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "## HTTP: `worker serve` vs a raw ASGI app on uvicorn",
+        "",
+        f"Method: both servers run 2 worker processes and call the same no-op async handler; "
+        f"wrk (2 threads, {method['connections']} connections, "  # type: ignore[index]
+        f"{method['seconds_per_run']:.0f} s per run) on the same machine; "  # type: ignore[index]
+        f"{method['rounds']} rounds alternating the servers, medians reported; "  # type: ignore[index]
+        f"uvicorn {method['uvicorn']} with uvloop and httptools; server CPU per request from "  # type: ignore[index]
+        "/proc (user + system, supervisor and workers).",
+        "",
+        http.table(summary),
+    ]
+    (out / "report.md").write_text("\n".join(report) + "\n")
+    print(f"[bench] wrote {out / 'report.md'} in {time.monotonic() - started:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
