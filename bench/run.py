@@ -30,11 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"[bench] http: 3 rounds x 4 runs x {seconds}s", flush=True)
     summary = http.main(["--rounds", "3", "--seconds", seconds, "--out", str(out)])
     method = summary["method"]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     report = [
         "# runtime-worker benchmarks",
         "",
         f"Machine: {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}, "
-        f"{'quick' if args.quick else 'full'} run, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"{'quick' if args.quick else 'full'} run, {when}.",
         "",
         "## HTTP: `worker serve` vs a raw ASGI app on uvicorn",
         "",
