@@ -78,12 +78,17 @@ async def inproc(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[InProc
 class Proc:
     """A real `python -m worker serve …` environment (supervisor and workers)."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], log_path: Path, port_flag_first: bool = False
+    ) -> None:
         self.port = free_port()
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        port = ["--port", str(self.port)]
+        # Flags must come before an emulator's `-- COMMAND`.
+        argv = [args[0], *port, *args[1:]] if port_flag_first else [*args, *port]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "worker", *args, "--port", str(self.port)],
+            [sys.executable, "-m", "worker", *argv],
             cwd=ROOT,
             env=env,
             stdout=self._log,
@@ -138,17 +143,47 @@ class Proc:
         return self.proc.returncode
 
 
+def _environ(env: dict[str, str] | None) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("WORKER_", "AWS_"))}
+    environ.update(env or {})
+    environ["PYTHONPATH"] = str(ROOT)
+    return environ
+
+
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    """`worker serve HANDLER ARGS…` as a real environment, ready when returned."""
     procs: list[Proc] = []
 
     def start(
         handler: str, *args: str, env: dict[str, str] | None = None, ready: bool = True
     ) -> Proc:
-        environ = {k: v for k, v in os.environ.items() if not k.startswith(("WORKER_", "AWS_"))}
-        environ.update(env or {})
-        environ["PYTHONPATH"] = str(ROOT)
-        proc = Proc(["serve", handler, *args], environ, tmp_path / f"server-{len(procs)}.log")
+        proc = Proc(["serve", handler, *args], _environ(env), tmp_path / f"server-{len(procs)}.log")
+        procs.append(proc)
+        if ready:
+            proc.wait_ready()
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()
+
+
+@pytest.fixture
+def emulate(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    """`worker emulate ARGS…`: the emulator and the runtime it runs (`worker lambda` unless
+    `command` is given), ready once the runtime first polls `/next`."""
+    procs: list[Proc] = []
+
+    def start(
+        *args: str,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+    ) -> Proc:
+        argv = ["emulate", *args, *(["--", *command] if command else [])]
+        log = tmp_path / f"emulator-{len(procs)}.log"
+        proc = Proc(argv, _environ(env), log, port_flag_first=True)
         procs.append(proc)
         if ready:
             proc.wait_ready()

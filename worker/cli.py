@@ -12,9 +12,7 @@ from worker.config import SETTINGS, Config
 COMMANDS = ("serve", "lambda", "sqs", "emulate")
 #: Commands whose sources are not in this build yet; they fail with a clear message.
 NOT_YET = {
-    "lambda": "Lambda mode (Runtime API client)",
     "sqs": "the SQS worker",
-    "emulate": "the local Lambda emulator",
 }
 
 
@@ -50,7 +48,13 @@ def normalise(argv: Sequence[str], environ: dict[str, str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parser().parse_args(normalise(sys.argv[1:] if argv is None else argv, dict(os.environ)))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `worker emulate [options] -- COMMAND …`: everything after `--` is the runtime command.
+    command: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1 :]
+    args = parser().parse_intermixed_args(normalise(argv, dict(os.environ)))
     if args.command in NOT_YET:
         sys.stderr.write(
             f"worker {args.command}: {NOT_YET[args.command]} is not part of this build yet\n"
@@ -65,6 +69,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as exc:
         sys.stderr.write(f"worker: bad setting: {exc}\n")
         raise SystemExit(2) from None
+    if args.command == "emulate":
+        from worker.emulator.main import main as emulate
+
+        raise SystemExit(emulate(config, command, args.concurrency))
+    if command:
+        sys.stderr.write("worker: a command after `--` is only for `worker emulate`\n")
+        raise SystemExit(2)
     from worker.supervisor import Supervisor
 
     raise SystemExit(Supervisor(config).run())

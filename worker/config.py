@@ -81,6 +81,12 @@ SETTINGS: dict[str, Setting] = {
     "max_pipeline": Setting(
         env="WORKER_MAX_PIPELINE", flag=None, parse=int, help="unanswered requests per conn"
     ),
+    "runtime_api_attempts": Setting(
+        env="WORKER_RUNTIME_API_ATTEMPTS",
+        flag=None,
+        parse=int,
+        help="failed Runtime API calls in a row before the environment ends",
+    ),
     "log_level": Setting(env="AWS_LAMBDA_LOG_LEVEL", flag=None, parse=str, help="log level"),
     "log_format": Setting(
         env="AWS_LAMBDA_LOG_FORMAT", flag=None, parse=str, help="JSON or Text logs"
@@ -116,6 +122,8 @@ class Config:
     max_pipeline: int = 64
     log_level: str = "INFO"
     log_format: LogFormat = "JSON"
+    runtime_api: str = ""  # AWS_LAMBDA_RUNTIME_API: host:port of the Runtime API
+    runtime_api_attempts: int = 10
     function_name: str = "runtime-worker"
     function_version: str = "$LATEST"
     memory_mb: int = 0  # 0: unknown, reported from the environment's memory
@@ -134,6 +142,15 @@ class Config:
                     raise ValueError(f"{setting.env}={raw!r}: {exc}") from None
         if env.get("_HANDLER"):
             values["handler"] = env["_HANDLER"]
+        if env.get("AWS_LAMBDA_RUNTIME_API"):
+            values["runtime_api"] = env["AWS_LAMBDA_RUNTIME_API"]
+        lmi = env.get("AWS_LAMBDA_MAX_CONCURRENCY", "")
+        if overrides.get("mode") == "lambda":
+            # Lambda mode's slots are the platform's to set: LMI's max concurrency, else 1.
+            values.pop("concurrency", None)
+            if lmi.isdigit():
+                values["concurrency"] = int(lmi)
+                values["log_format"] = "JSON"  # LMI requires JSON logs
         for key, var in (
             ("function_name", "AWS_LAMBDA_FUNCTION_NAME"),
             ("function_version", "AWS_LAMBDA_FUNCTION_VERSION"),

@@ -39,9 +39,10 @@ class Client:
 
 
 class ClientContext:
-    __slots__ = ("client", "custom", "env")
+    __slots__ = ("client", "custom", "env", "raw")
 
     def __init__(self, data: dict[str, Any]) -> None:
+        self.raw = data  # as the caller sent it, to pass on unchanged
         client = data.get("client")
         self.client = Client(client) if isinstance(client, dict) else None
         self.custom = data.get("custom")

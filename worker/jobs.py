@@ -50,6 +50,7 @@ class Job:
         "invoked_arn",
         "kind",
         "lane",
+        "raw",
         "reply",
         "request_id",
         "route",
@@ -73,8 +74,10 @@ class Job:
         identity: CognitoIdentity | None = None,
         invoked_arn: str | None = None,
         tenant_id: str | None = None,
+        raw: bytes | None = None,
     ) -> None:
         self.event = event
+        self.raw = raw  # the event's bytes as received, when a source has them
         self.reply = reply
         self.request_id = request_id or new_request_id()
         self.size = size

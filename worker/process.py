@@ -1,4 +1,4 @@
-"""A worker process: one uvloop event loop for its whole life, serving the shared socket."""
+"""A worker process: one uvloop event loop for its whole life, serving HTTP or the Runtime API."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from worker.handler import Handler
 from worker.lanes import Lane, Lanes
 from worker.pool import Pool
 from worker.sources.http import Front, HttpProtocol
+from worker.sources.runtime_api import RuntimeApiSource
 from worker.telemetry import logs
 from worker.telemetry.metrics import Metrics, SnapshotStore, merge, render
 
@@ -35,7 +36,7 @@ class WorkerProcess:
         index: int,
         config: Config,
         handler: Handler,
-        sock: socket.socket,
+        sock: socket.socket | None,
         root: str,
     ) -> None:
         self.index = index
@@ -60,7 +61,10 @@ class WorkerProcess:
         if previous:
             self.metrics.restore(previous)
         worker_tmp = scratch.enter_worker_dir(self.root)
-        lane = Lane("default", self.config.slots_for(self.index), self.config.queue_for(self.index))
+        slots = self.config.slots_for(self.index)
+        # Lambda mode: one poller per slot, so the lane never holds more than its slots.
+        queue = slots if self.config.mode == "lambda" else self.config.queue_for(self.index)
+        lane = Lane("default", slots, queue)
         pool = Pool(
             self.handler,
             Lanes([lane]),
@@ -69,13 +73,24 @@ class WorkerProcess:
             metrics=self.metrics,
         )
         pool.start()
-        front = Front(self.config, pool.submit, metrics_text=self.metrics_text, pid=os.getpid())
-        server = await loop.create_server(lambda: HttpProtocol(front), sock=self.sock, backlog=2048)
-        ticker = asyncio.ensure_future(self._tick(front))
         log.info(
             "worker started",
             extra={"fields": {"pid": os.getpid(), "slots": lane.slots, "queue": lane.queue_size}},
         )
+        if self.config.mode == "lambda":
+            code, finished = await self._serve_runtime_api(pool, slots)
+        else:
+            code, finished = await self._serve_http(pool)
+        self.store.write(self.name, self.metrics.snapshot() | {"gauges": {}})
+        log.info("worker stopped", extra={"fields": {"pid": os.getpid(), "drained": finished}})
+        return code
+
+    async def _serve_http(self, pool: Pool) -> tuple[int, bool]:
+        assert self.stopping is not None and self.sock is not None
+        loop = asyncio.get_running_loop()
+        front = Front(self.config, pool.submit, metrics_text=self.metrics_text, pid=os.getpid())
+        server = await loop.create_server(lambda: HttpProtocol(front), sock=self.sock, backlog=2048)
+        ticker = asyncio.ensure_future(self._tick(front))
         await self.stopping.wait()
         # Drain: stop accepting, refuse new requests on open connections (503 and
         # `connection: close`), let everything accepted finish within the grace period.
@@ -87,15 +102,34 @@ class WorkerProcess:
         for conn in list(front.connections):
             conn.close()
         ticker.cancel()
-        self.store.write(self.name, self.metrics.snapshot() | {"gauges": {}})
-        log.info("worker stopped", extra={"fields": {"pid": os.getpid(), "drained": finished}})
-        return 0
+        return 0, finished
 
-    async def _tick(self, front: Front) -> None:
+    async def _serve_runtime_api(self, pool: Pool, slots: int) -> tuple[int, bool]:
+        assert self.stopping is not None
+        source = RuntimeApiSource(
+            self.config.runtime_api,
+            pool.submit,
+            slots=slots,
+            attempts=self.config.runtime_api_attempts,
+        )
+        polling = asyncio.ensure_future(source.run())
+        ticker = asyncio.ensure_future(self._tick(None))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait([polling, stop], return_when=asyncio.FIRST_COMPLETED)
+        # Drain: no new /next; invocations in flight finish and post their answers.
+        source.stop()
+        finished = await pool.drain(max(0.1, self.config.grace - 0.5))
+        code = await asyncio.wait_for(polling, timeout=5.0)
+        stop.cancel()
+        ticker.cancel()
+        return code, finished
+
+    async def _tick(self, front: Front | None) -> None:
         beats = 0
         while True:
             await asyncio.sleep(TICK)
-            front.tick()
+            if front is not None:
+                front.tick()
             beats += 1
             if beats % 2 == 0:
                 try:
@@ -116,7 +150,9 @@ class WorkerProcess:
             await asyncio.sleep(0.05)
 
 
-def run(*, index: int, config: Config, handler: Handler, sock: socket.socket, root: str) -> int:
+def run(
+    *, index: int, config: Config, handler: Handler, sock: socket.socket | None, root: str
+) -> int:
     """Body of a forked worker process; returns its exit code."""
     # The supervisor blocks its signals to wait on them; a worker takes them normally.
     signal.pthread_sigmask(signal.SIG_SETMASK, set())

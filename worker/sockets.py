@@ -18,10 +18,12 @@ class Listeners:
 
     def __init__(self, sockets: list[socket.socket]) -> None:
         self.sockets = sockets
-        self.port = int(sockets[0].getsockname()[1])
+        self.port = int(sockets[0].getsockname()[1]) if sockets else 0
 
     @classmethod
     def open(cls, host: str, port: int, count: int, backlog: int = 2048) -> Listeners:
+        if count == 0:
+            return cls([])
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         reuseport = hasattr(socket, "SO_REUSEPORT") and count > 1
         if reuseport:

@@ -8,6 +8,7 @@ whatever the init phase loaded) copy-on-write, and a replacement starts in milli
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import os
 import signal
@@ -23,6 +24,7 @@ from worker.errors import LambdaError
 from worker.handler import Handler
 from worker.initphase import InitResponder, run_init
 from worker.sockets import Listeners
+from worker.sources.runtime_api import EXIT_API_GONE, error_request, parse_address
 from worker.telemetry import logs
 from worker.telemetry.metrics import Metrics, SnapshotStore
 
@@ -45,15 +47,21 @@ class Supervisor:
         self.stopping = False
         self.metrics = Metrics()
         self.root = ""
+        self.api_gone = False
 
     def run(self) -> int:
-        logs.configure(self.config.log_level, self.config.log_format)
+        cfg = self.config
+        logs.configure(cfg.log_level, cfg.log_format)
+        lambda_mode = cfg.mode == "lambda"
+        if lambda_mode and not cfg.runtime_api:
+            log.error("Lambda mode needs AWS_LAMBDA_RUNTIME_API (host:port of the Runtime API)")
+            return 2
         try:
-            listeners = Listeners.open(
-                self.config.host, self.config.port, self.config.worker_processes
-            )
+            # Lambda mode listens on nothing: the Runtime API is polled, not served.
+            count = 0 if lambda_mode else cfg.worker_processes
+            listeners = Listeners.open(cfg.host, cfg.port, count)
         except OSError as exc:
-            log.error("cannot listen on %s:%s: %s", self.config.host, self.config.port, exc)
+            log.error("cannot listen on %s:%s: %s", cfg.host, cfg.port, exc)
             return 1
         self.root = scratch.make_root()
         self.store = SnapshotStore(os.path.join(self.root, "metrics"))
@@ -61,12 +69,12 @@ class Supervisor:
         signal.signal(signal.SIGTERM, _raise_exit)
         try:
             with InitResponder(listeners.sockets):
-                handler = run_init(
-                    lambda: handlers.load(self.config.handler), self.config.init_timeout
-                )
+                handler = run_init(lambda: handlers.load(cfg.handler), cfg.init_timeout)
         except LambdaError as exc:
             sys.stderr.write(orjson.dumps(exc.body()).decode() + "\n")
             log.error("init failed: %s: %s", exc.error_type, exc.message)
+            if lambda_mode:
+                report_init_error(cfg.runtime_api, exc)
             listeners.close()
             scratch.remove(self.root)
             return 1
@@ -88,7 +96,9 @@ class Supervisor:
             "serving",
             extra={
                 "fields": {
-                    "address": f"http://{cfg.host}:{listeners.port}",
+                    "address": cfg.runtime_api
+                    if cfg.mode == "lambda"
+                    else f"http://{cfg.host}:{listeners.port}",
                     "handler": cfg.handler,
                     "processes": cfg.worker_processes,
                     "concurrency": cfg.total_concurrency,
@@ -127,7 +137,7 @@ class Supervisor:
                 respawn.extend(self._reap())
         self._record()
         log.info("stopped")
-        return 0
+        return 1 if self.api_gone else 0
 
     def _spawn(self, index: int, handler: Handler, listeners: Listeners) -> None:
         sys.stdout.flush()
@@ -140,7 +150,7 @@ class Supervisor:
                     index=index,
                     config=self.config,
                     handler=handler,
-                    sock=listeners.keep_only(index),
+                    sock=listeners.keep_only(index) if listeners.sockets else None,
                     root=self.root,
                 )
             finally:
@@ -162,6 +172,13 @@ class Supervisor:
                 continue
             index, started = self.workers.pop(pid)
             scratch.remove(scratch.worker_dir(self.root, pid))
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_API_GONE:
+                # Replacing the worker would not bring the Runtime API back: end it all.
+                self.api_gone = True
+                if not self.stopping:
+                    self.stopping = True
+                    for other in self.workers:
+                        _kill(other, signal.SIGTERM)
             if self.stopping:
                 continue
             lived = time.monotonic() - started
@@ -182,6 +199,23 @@ class Supervisor:
         snap["gauges"] = {"worker_processes|": float(len(self.workers))}
         with contextlib.suppress(OSError):
             self.store.write("supervisor", snap)
+
+
+def report_init_error(runtime_api: str, error: LambdaError) -> None:
+    """POST /runtime/init/error; a 403 means another process reported first (ignored)."""
+    host, port = parse_address(runtime_api)
+    body, headers = error_request(error, None)
+    extra = dict(line.split(": ", 1) for line in headers.decode().strip().split("\r\n") if line)
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.request("POST", "/2018-06-01/runtime/init/error", body, extra)
+        status = conn.getresponse().status
+        conn.close()
+    except OSError as exc:
+        log.error("could not report the init error to the Runtime API: %s", exc)
+        return
+    if status not in (202, 403):
+        log.error("the Runtime API answered %d to /init/error", status)
 
 
 def _raise_exit(signum: int, frame: object) -> None:

@@ -347,10 +347,14 @@ class HttpProtocol(asyncio.Protocol):
             route=name.decode("latin-1"),
             trace_id=trace_id,
             client_context=client_context,
+            raw=body,
         )
-        if not self.front.submit(job):
-            return self._answer_now(429, error=_throttled(), close=close, retry_after=True)
+        # In line before submitting: a source may answer at once (an emulator whose runtime
+        # failed its init does), and the answer must find its place.
         self.pending.append(exchange)
+        if not self.front.submit(job):
+            self.pending.pop()
+            return self._answer_now(429, error=_throttled(), close=close, retry_after=True)
         if kind == "event":
             # Queued: the caller is told at once; the outcome only reaches the logs.
             exchange.data = self._response(202, b"", close, extra=_request_id(job.request_id))
@@ -388,11 +392,12 @@ class HttpProtocol(asyncio.Protocol):
             size=len(body),
             kind="apigw-http",
         )
+        self.pending.append(exchange)
         if not self.front.submit(job):
+            self.pending.pop()
             return self._answer_now(
                 429, error=_throttled(), head=head, close=close, retry_after=True
             )
-        self.pending.append(exchange)
 
     # -- answers -------------------------------------------------------------------
 

@@ -1,0 +1,199 @@
+"""Lambda mode (`worker lambda`) under the emulator, and the Runtime API client's pieces."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.client import invoke
+from tests.conftest import ROOT, _environ
+from worker.errors import LambdaError
+from worker.sources.http_client import Response
+from worker.sources.runtime_api import _decode_event, error_type_header, parse_address
+
+
+def test_error_type_header_always_matches_the_platform_pattern() -> None:
+    assert error_type_header("Runtime.ImportModuleError") == "Runtime.ImportModuleError"
+    assert error_type_header("Function.ResponseSizeTooLarge") == "Function.ResponseSizeTooLarge"
+    assert error_type_header("ValueError") == "Function.ValueError"
+    assert error_type_header("Sandbox.Timedout") == "Function.Timedout"
+    assert error_type_header("my_error") == "Function.Myerror"
+
+
+def test_events_that_are_not_json() -> None:
+    raw = Response(200, {b"content-type": b"application/octet-stream"}, b"\x00\x01")
+    assert _decode_event(raw) == b"\x00\x01"
+    with pytest.raises(LambdaError) as info:
+        _decode_event(Response(200, {b"content-type": b"application/json"}, b"{nope"))
+    assert info.value.error_type == "Runtime.UnmarshalError"
+    assert _decode_event(Response(200, {}, b'{"a": 1}')) == {"a": 1}
+
+
+def test_parse_address() -> None:
+    assert parse_address("127.0.0.1:9001") == ("127.0.0.1", 9001)
+    with pytest.raises(ValueError):
+        parse_address("nowhere")
+
+
+async def test_sync_and_async_handlers(emulate) -> None:
+    for handler in ("tests.apps.basic.echo", "tests.apps.basic.sync_echo"):
+        emu = emulate(handler)
+        ans = await invoke(emu.port, {"n": 1})
+        assert ans.status == 200
+        assert ans.json() in ({"n": 1}, {"event": {"n": 1}, "thread": ans.json().get("thread")})  # type: ignore[union-attr]
+
+
+async def test_slots_reach_max_concurrency_with_fewer_processes(emulate, tmp_path: Path) -> None:
+    emu = emulate("tests.apps.basic.peak", "--concurrency", "8", "--queue-size", "200")
+    calls = [asyncio.ensure_future(invoke(emu.port, {"dir": str(tmp_path)})) for _ in range(40)]
+    # 8 slots over 2 processes: every slot busy once 8 /next calls got an invocation each.
+    runtime_pid = emu.children()[0]
+    while len(Path(f"/proc/{runtime_pid}/task/{runtime_pid}/children").read_text().split()) < 2:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # the slots start as the invocations arrive
+    (tmp_path / "release").touch()
+    answers = await asyncio.gather(*calls)
+    assert {a.status for a in answers} == {200}
+    peaks = {}
+    for a in answers:
+        body = a.json()
+        peaks[body["pid"]] = max(peaks.get(body["pid"], 0), body["peak"])  # type: ignore[index]
+    assert len(peaks) == 2  # two processes, not a process per concurrent event
+    assert sum(peaks.values()) <= 8
+
+
+async def test_peak_concurrency_is_the_configured_one(emulate, tmp_path: Path) -> None:
+    emu = emulate("tests.apps.basic.gate", "--concurrency", "8", "--queue-size", "200")
+    calls = [asyncio.ensure_future(invoke(emu.port, {"dir": str(tmp_path)})) for _ in range(30)]
+    while len(list(tmp_path.glob("started-*"))) < 8:
+        await asyncio.sleep(0.01)
+    assert len(list(tmp_path.glob("started-*"))) == 8  # not one more: 8 slots, 8 /next
+    (tmp_path / "release").touch()
+    answers = await asyncio.gather(*calls)
+    assert [a.status for a in answers] == [200] * 30
+
+
+async def test_handler_error_timeout_and_oversize(emulate) -> None:
+    emu = emulate("tests.apps.basic.fail")
+    ans = await invoke(emu.port)
+    assert ans.status == 200 and ans.headers["x-amz-function-error"] == "Unhandled"
+    assert ans.json()["errorType"] == "ValueError" and ans.json()["errorMessage"] == "boom"  # type: ignore[index]
+    emu = emulate("tests.apps.basic.hang", "--timeout", "1")
+    body = (await invoke(emu.port)).json()
+    assert body["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
+    assert body["errorMessage"] == "Task timed out after 1.00 seconds"  # type: ignore[index]
+    emu = emulate("tests.apps.basic.oversize")
+    body = (await invoke(emu.port, {"bytes": 7 * 1024 * 1024})).json()
+    assert body["errorType"] == "Function.ResponseSizeTooLarge"  # type: ignore[index]
+
+
+async def test_context_gets_every_next_header(emulate) -> None:
+    emu = emulate("tests.apps.basic.context_info", "--timeout", "30")
+    cc = base64.b64encode(orjson.dumps({"client": {"installation_id": "i-1"}, "custom": {"a": 1}}))
+    ans = await invoke(emu.port, {}, {"X-Amz-Client-Context": cc.decode()})
+    info = ans.json()
+    assert info["aws_request_id"] == ans.headers["x-amzn-requestid"]  # type: ignore[index]
+    assert info["invoked_function_arn"].endswith(":function:runtime-worker")  # type: ignore[index]
+    assert 25_000 < info["remaining"] <= 30_000  # type: ignore[index]
+    assert info["client_context"]["installation_id"] == "i-1"  # type: ignore[index]
+    assert info["memory_limit_in_mb"] == "3008"  # type: ignore[index]
+    emu = emulate("tests.apps.basic.trace")
+    trace = "Root=1-abc-def;Sampled=1"
+    assert (await invoke(emu.port, {}, {"X-Amzn-Trace-Id": trace})).json() == {"trace_id": trace}
+
+
+async def test_init_error_reaches_every_invoke_and_the_runtime_exits_1(emulate) -> None:
+    emu = emulate("no_such_module_xyz.handler", ready=False)
+    while "the runtime exited" not in emu.logs():
+        await asyncio.sleep(0.02)
+    assert '"status":1' in emu.logs()
+    ans = await invoke(emu.port)
+    assert ans.headers["x-amz-function-error"] == "Unhandled"
+    assert ans.json()["errorType"] == "Runtime.ImportModuleError"  # type: ignore[index]
+
+
+async def test_sigterm_lets_in_flight_invocations_post_their_answers(
+    emulate, tmp_path: Path
+) -> None:
+    emu = emulate("tests.apps.basic.gate", "--concurrency", "4")
+    calls = [asyncio.ensure_future(invoke(emu.port, {"dir": str(tmp_path)})) for _ in range(4)]
+    while len(list(tmp_path.glob("started-*"))) < 4:
+        await asyncio.sleep(0.01)
+    runtime = emu.children()[0]
+    emu.proc.send_signal(signal.SIGTERM)  # the emulator forwards it to the runtime
+    while "draining" not in emu.logs():
+        await asyncio.sleep(0.01)
+    (tmp_path / "release").touch()
+    answers = await asyncio.gather(*calls)
+    assert [a.status for a in answers] == [200] * 4
+    assert all("done" in a.json() for a in answers)  # type: ignore[operator]
+    assert await asyncio.to_thread(emu.proc.wait, 30) == 0
+    assert '"drained":true' in emu.logs() and runtime not in emu.children()
+
+
+def _garbage_server(mode: str) -> tuple[socket.socket, threading.Thread]:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                if mode == "garbage":
+                    conn.sendall(b"this is not HTTP at all\r\n\r\n")
+                elif mode == "500":
+                    conn.sendall(b"HTTP/1.1 500 Oops\r\ncontent-length: 2\r\n\r\nno")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return srv, thread
+
+
+@pytest.mark.parametrize("mode", ["garbage", "500", "drop"])
+def test_a_failing_runtime_api_ends_the_environment_with_a_clear_line(mode: str) -> None:
+    srv, _ = _garbage_server(mode)
+    env = _environ(
+        {
+            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{srv.getsockname()[1]}",
+            "WORKER_RUNTIME_API_ATTEMPTS": "3",
+        }
+    )
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "worker", "tests.apps.basic.echo"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        srv.close()
+    assert run.returncode == 1
+    assert "the Runtime API failed 3 times in a row, ending the environment" in run.stdout
+
+
+def test_lambda_mode_without_a_runtime_api_is_refused() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "worker", "lambda", "tests.apps.basic.echo"],
+        cwd=ROOT,
+        env=_environ(None),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2 and "AWS_LAMBDA_RUNTIME_API" in run.stdout

@@ -1,0 +1,134 @@
+"""`worker emulate`: run a runtime command behind a local Runtime API and the Invoke front.
+
+worker emulate HANDLER [--port 8080] [--concurrency N] …   # runs `worker lambda HANDLER`
+worker emulate [options] -- COMMAND …                       # any runtime, e.g. awslambdaric
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+
+import uvloop
+
+from worker.config import Config
+from worker.emulator.runtime import RuntimeApi, RuntimeProtocol
+from worker.sources.http import Front, HttpProtocol
+from worker.telemetry import logs
+
+log = logging.getLogger("worker.emulator")
+
+#: How often deadlines are checked (a timeout is answered at most this late).
+WATCH = 0.02
+
+
+def runtime_env(config: Config, address: str, concurrency: int | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        AWS_LAMBDA_RUNTIME_API=address,
+        AWS_LAMBDA_FUNCTION_NAME=config.function_name,
+        AWS_LAMBDA_FUNCTION_VERSION=config.function_version,
+        AWS_LAMBDA_FUNCTION_TIMEOUT=str(
+            int(config.timeout) if config.timeout >= 1 else config.timeout
+        ),
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(config.memory_mb or 3008),
+        AWS_REGION=config.region,
+        AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{config.function_name}",
+        AWS_LAMBDA_LOG_STREAM_NAME="emulator",
+        _HANDLER=config.handler,
+    )
+    if concurrency:
+        env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(concurrency)
+    else:
+        env.pop("AWS_LAMBDA_MAX_CONCURRENCY", None)
+    return env
+
+
+async def emulate(config: Config, command: list[str], concurrency: int | None) -> int:
+    loop = asyncio.get_running_loop()
+    arn = f"arn:aws:lambda:{config.region}:000000000000:function:{config.function_name}"
+    slots = concurrency or 1
+    api = RuntimeApi(
+        queue_size=config.queue_size or 2 * max(slots, 1),
+        timeout=config.timeout,
+        function_arn=arn,
+    )
+    runtime_server = await loop.create_server(lambda: RuntimeProtocol(api), "127.0.0.1", 0)
+    address = f"127.0.0.1:{runtime_server.sockets[0].getsockname()[1]}"
+    front = Front(config, api.submit, metrics_text=lambda: "", pid=os.getpid())
+    front.ready = False  # until the runtime first asks for work
+
+    def ready() -> None:
+        front.ready = True
+        log.info("runtime is ready", extra={"fields": {"address": address}})
+
+    api.on_first_poll = ready
+    front_server = await loop.create_server(lambda: HttpProtocol(front), config.host, config.port)
+    port = front_server.sockets[0].getsockname()[1]
+    log.info(
+        "emulating",
+        extra={
+            "fields": {
+                "invoke": f"http://{config.host}:{port}",
+                "runtime_api": address,
+                "command": command,
+                "concurrency": slots,
+            }
+        },
+    )
+    proc = await asyncio.create_subprocess_exec(
+        *command, env=runtime_env(config, address, concurrency)
+    )
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    watcher = asyncio.ensure_future(_watch(api, front))
+    exited = asyncio.ensure_future(proc.wait())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([exited, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if exited.done():
+        code = exited.result()
+        log.error("the runtime exited", extra={"fields": {"status": code}})
+        api.runtime_exited(code)
+        await stopping  # keep answering (with the failure) until told to stop
+    else:
+        # Drain: the runtime gets SIGTERM and its grace period to answer what it holds.
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(exited, timeout=config.grace + 2)
+        except TimeoutError:
+            proc.kill()
+            await exited
+        api.runtime_exited(proc.returncode or 0)
+    front.draining = True
+    front_server.close()
+    runtime_server.close()
+    await asyncio.sleep(0.05)  # let the last answers leave
+    for conn in list(front.connections):
+        conn.close()
+    watcher.cancel()
+    return 0
+
+
+async def _watch(api: RuntimeApi, front: Front) -> None:
+    beats = 0
+    while True:
+        await asyncio.sleep(WATCH)
+        api.expire(time.time())
+        beats += 1
+        if beats % 25 == 0:
+            front.tick()
+
+
+def main(config: Config, command: list[str], concurrency: int | None) -> int:
+    logs.configure(config.log_level, config.log_format)
+    if not command:
+        command = [sys.executable, "-m", "worker", "lambda", config.handler]
+    with contextlib.suppress(KeyboardInterrupt):
+        return uvloop.run(emulate(config, command, concurrency))
+    return 0

@@ -1,0 +1,105 @@
+"""A lean HTTP/1.1 client connection on the loop: keep-alive, one request at a time.
+
+The Runtime API is a local HTTP server; a libcurl client (awslambdaric's) spends most of
+an invocation's CPU in its HTTP layer. This is a Protocol with httptools' response parser:
+one write per request, one parse per response, and no read timeout (a `/next` long poll
+may wait for hours).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+import httptools
+
+
+class Response:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[bytes, bytes], body: bytes) -> None:
+        self.status = status
+        self.headers = headers  # lower-case names
+        self.body = body
+
+
+class HttpClientError(ConnectionError):
+    """The server broke the protocol or the connection."""
+
+
+class ClientConnection(asyncio.Protocol):
+    """One keep-alive connection. `request()` must not be called concurrently."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host_header = f"host: {host}:{port}\r\n".encode()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[Response] | None = None
+        self._headers: dict[bytes, bytes] = {}
+        self._body: list[bytes] = []
+        self._closed = False
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> ClientConnection:
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_connection(lambda: cls(host, port), host, port)
+        return proto
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._fail(HttpClientError(f"connection lost: {exc or 'closed by the server'}"))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(HttpClientError(f"malformed response: {exc}"))
+            self.close()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.lower()] = value
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        waiter = self._waiter
+        self._waiter = None
+        response = Response(self.parser.get_status_code(), self._headers, b"".join(self._body))
+        self._headers = {}
+        self._body = []
+        if waiter is not None and not waiter.done():
+            waiter.set_result(response)
+        if not self.parser.should_keep_alive():
+            self.close()
+
+    def _fail(self, exc: Exception) -> None:
+        waiter = self._waiter
+        self._waiter = None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def close(self) -> None:
+        self._closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    async def request(
+        self, method: bytes, path: bytes, body: bytes = b"", headers: bytes = b""
+    ) -> Response:
+        if self._closed or self.transport is None:
+            raise HttpClientError("connection is closed")
+        self._waiter = asyncio.get_running_loop().create_future()
+        length = b"content-length: %d\r\n" % len(body) if body or method == b"POST" else b""
+        self.transport.write(
+            b"%s %s HTTP/1.1\r\n%s%s%s\r\n%s"
+            % (method, path, self.host_header, length, headers, body)
+        )
+        return await self._waiter

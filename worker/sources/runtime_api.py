@@ -1,0 +1,265 @@
+"""Lambda mode: a Runtime API client, one long-poll `/next` per free slot.
+
+Each poller owns a slot's worth of concurrency and a keep-alive connection: it asks for
+the next event only once its previous invocation has been answered, so there is never
+more work in the process than it has slots (backpressure needs no queue). The answer is
+posted on the same connection that fetched the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from worker import marshal
+from worker.context import ClientContext, CognitoIdentity
+from worker.errors import LambdaError
+from worker.jobs import Job
+from worker.sources.http_client import ClientConnection, HttpClientError, Response
+
+log = logging.getLogger("worker.lambda")
+
+PREFIX = b"/2018-06-01/runtime"
+NEXT = PREFIX + b"/invocation/next"
+_VALID_TYPE = re.compile(r"^(Runtime|Function)\.[A-Z][a-zA-Z]+$")
+#: Exit status of a worker whose Runtime API kept failing: the supervisor ends the
+#: environment instead of replacing the worker.
+EXIT_API_GONE = 75
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"AWS_LAMBDA_RUNTIME_API must be host:port, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def error_type_header(error_type: str) -> str:
+    """The `Lambda-Runtime-Function-Error-Type` value: the platform records anything
+    outside `(Runtime|Function).Name` as Runtime.Unknown, so other types are mapped."""
+    if _VALID_TYPE.match(error_type):
+        return error_type
+    name = re.sub(r"[^a-zA-Z]", "", error_type.rsplit(".", 1)[-1]) or "Error"
+    return f"Function.{name[0].upper()}{name[1:]}"
+
+
+def error_request(error: LambdaError, request_id: str | None) -> tuple[bytes, bytes]:
+    """(body, headers) of an `/error` or `/init/error` post."""
+    body = orjson.dumps(error.body(request_id))
+    if len(body) > 1024 * 1024:  # the Runtime API takes at most 1 MiB of error
+        body = orjson.dumps(LambdaError(error.error_type, error.message[:4096]).body(request_id))
+    headers = (
+        b"lambda-runtime-function-error-type: %s\r\ncontent-type: application/json\r\n"
+        % error_type_header(error.error_type).encode()
+    )
+    return body, headers
+
+
+def _json_header(value: bytes | None) -> Any:
+    if not value:
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _decode_event(resp: Response) -> Any:
+    """The event: JSON, or the raw bytes when its content type says it is not JSON."""
+    try:
+        return marshal.loads(resp.body)
+    except orjson.JSONDecodeError as exc:
+        ctype = resp.headers.get(b"content-type", b"application/json").lower()
+        if b"json" not in ctype and ctype != b"":
+            return resp.body
+        raise LambdaError("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}") from None
+
+
+class RuntimeApiSource:
+    """The pollers of one worker process.
+
+    `slots` pollers run at once; `submit` hands a job to the pool (its lane has room for
+    every poller). A `/next` that fails is retried with backoff; after `attempts`
+    consecutive failures the source gives up and `run()` returns EXIT_API_GONE.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        submit: Callable[[Job], bool],
+        *,
+        slots: int,
+        attempts: int = 10,
+        backoff: float = 0.05,
+    ) -> None:
+        self.host, self.port = parse_address(address)
+        self.submit = submit
+        self.slots = slots
+        self.attempts = attempts
+        self.backoff = backoff
+        self.failures = 0
+        self.stopping = False
+        self.gone = False
+        self._polling: set[asyncio.Task[None]] = set()
+        self._pollers: list[asyncio.Task[None]] = []
+        self._done: asyncio.Event | None = None
+
+    async def run(self) -> int:
+        """Poll until `stop()` (returns 0) or until the Runtime API is gone."""
+        self._done = asyncio.Event()
+        self._pollers = [asyncio.ensure_future(self._poller()) for _ in range(self.slots)]
+        await asyncio.gather(*self._pollers, return_exceptions=True)
+        return EXIT_API_GONE if self.gone else 0
+
+    def stop(self) -> None:
+        """No new `/next`; pollers with an invocation in flight post its answer first."""
+        self.stopping = True
+        for task in list(self._polling):
+            task.cancel()
+
+    async def _poller(self) -> None:
+        conn: ClientConnection | None = None
+        me = asyncio.current_task()
+        assert me is not None
+        try:
+            while not self.stopping:
+                try:
+                    if conn is None or conn.closed:
+                        conn = await ClientConnection.open(self.host, self.port)
+                    self._polling.add(me)
+                    try:
+                        resp = await conn.request(b"GET", NEXT)
+                    finally:
+                        self._polling.discard(me)
+                    if resp.status != 200:
+                        raise HttpClientError(f"/next answered {resp.status}: {resp.body[:200]!r}")
+                except asyncio.CancelledError:
+                    if self.stopping:
+                        return
+                    raise
+                except (OSError, HttpClientError) as exc:
+                    conn = None
+                    if not await self._failed(exc):
+                        return
+                    continue
+                self.failures = 0
+                conn = await self._invoke(conn, resp)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    async def _failed(self, exc: Exception) -> bool:
+        """Back off after a failed `/next`; False once the Runtime API counts as gone."""
+        self.failures += 1
+        if self.failures >= self.attempts:
+            if not self.gone:
+                self.gone = True
+                log.error(
+                    "the Runtime API failed %d times in a row, ending the environment: %s",
+                    self.failures,
+                    exc,
+                )
+                self.stop()
+            return False
+        delay = min(1.0, self.backoff * 2 ** (self.failures - 1))
+        log.warning("Runtime API /next failed (%s); retrying in %.2fs", exc, delay)
+        await asyncio.sleep(delay)
+        return not self.stopping
+
+    async def _invoke(self, conn: ClientConnection, resp: Response) -> ClientConnection | None:
+        h = resp.headers
+        request_id = h.get(b"lambda-runtime-aws-request-id", b"").decode()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[bytes, bytes, bytes]] = loop.create_future()
+        try:
+            event = _decode_event(resp)
+        except LambdaError as exc:
+            body, headers = error_request(exc, request_id)
+            return await self._post(conn, request_id, b"error", body, headers)
+        deadline_ms = h.get(b"lambda-runtime-deadline-ms")
+        trace_id = h.get(b"lambda-runtime-trace-id")
+        if trace_id and self.slots == 1:
+            # One slot in this process: the environment variable is this invocation's.
+            os.environ["_X_AMZN_TRACE_ID"] = trace_id.decode()
+        cc = _json_header(h.get(b"lambda-runtime-client-context"))
+        identity = _json_header(h.get(b"lambda-runtime-cognito-identity"))
+        arn = h.get(b"lambda-runtime-invoked-function-arn")
+        tenant = h.get(b"lambda-runtime-aws-tenant-id")
+        job = Job(
+            event,
+            lambda result, error: self._answer(answer, request_id, result, error),
+            request_id=request_id,
+            size=len(resp.body),
+            deadline=int(deadline_ms) / 1000 if deadline_ms and deadline_ms.isdigit() else None,
+            trace_id=trace_id.decode() if trace_id else None,
+            client_context=ClientContext.from_json(cc),
+            identity=CognitoIdentity.from_json(identity) if identity else None,
+            invoked_arn=arn.decode() if arn else None,
+            tenant_id=tenant.decode() if tenant else None,
+        )
+        if not self.submit(job):  # cannot happen while pollers <= slots; never drop it
+            self._answer(answer, request_id, None, LambdaError("Runtime.Busy", "no free slot"))
+        kind, body, headers = await answer
+        return await self._post(conn, request_id, kind, body, headers)
+
+    def _answer(
+        self,
+        answer: asyncio.Future[tuple[bytes, bytes, bytes]],
+        request_id: str,
+        result: Any,
+        error: LambdaError | None,
+    ) -> str | None:
+        """Called by the slot: marshal now (so the error type is known), post later."""
+        if error is None:
+            try:
+                data = marshal.dumps(result)
+                if len(data) > 6 * 1024 * 1024:
+                    error = LambdaError(
+                        "Function.ResponseSizeTooLarge",
+                        "Response payload size exceeded maximum allowed payload size "
+                        f"({6 * 1024 * 1024} bytes).",
+                    )
+                else:
+                    answer.set_result((b"response", data, b"content-type: application/json\r\n"))
+                    return None
+            except LambdaError as exc:
+                error = exc
+        body, headers = error_request(error, request_id)
+        answer.set_result((b"error", body, headers))
+        return error.error_type
+
+    async def _post(
+        self,
+        conn: ClientConnection | None,
+        request_id: str,
+        kind: bytes,
+        body: bytes,
+        headers: bytes,
+    ) -> ClientConnection | None:
+        path = b"%s/invocation/%s/%s" % (PREFIX, request_id.encode(), kind)
+        for _ in range(2):  # one retry on a fresh connection if this one broke
+            try:
+                if conn is None or conn.closed:
+                    conn = await ClientConnection.open(self.host, self.port)
+                resp = await conn.request(b"POST", path, body, headers)
+            except (OSError, HttpClientError) as exc:
+                log.warning("posting /%s for %s failed: %s", kind.decode(), request_id, exc)
+                conn = None
+                continue
+            if resp.status == 410:
+                log.warning("answer for %s came after its deadline (410)", request_id)
+            elif resp.status >= 300:
+                log.error(
+                    "Runtime API refused the answer for %s: %d %r",
+                    request_id,
+                    resp.status,
+                    resp.body[:200],
+                )
+            return conn
+        return conn
