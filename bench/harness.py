@@ -27,6 +27,42 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def descendants(pid: int) -> list[int]:
+    """pid and every process below it, alive now."""
+    found, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        found.append(p)
+        try:
+            stack.extend(int(k) for k in Path(f"/proc/{p}/task/{p}/children").read_text().split())
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (not its children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Summed proportional set size of a process tree: shared pages counted once."""
+    total_kb = 0
+    for p in descendants(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+                    break
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total_kb / 1024
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and all its descendants still alive."""
     total = 0.0

@@ -1,0 +1,198 @@
+"""Lambda mode: `worker lambda` against the official client (awslambdaric), same emulator, same run.
+
+For each concurrency (AWS_LAMBDA_MAX_CONCURRENCY = 1, 8, 64) both runtimes run a no-op
+handler behind `worker emulate`; wrk drives the Invoke front. Reported per runtime:
+invocations/s, the runtime's CPU per invocation (its whole process tree), the emulator's
+CPU per invocation (reported apart: it shares the box), and the runtime tree's total PSS.
+Then a handler that loads a ~100M-parameter torch model at import, at concurrency 16:
+total PSS of each runtime's tree.
+
+    python -m bench.lambda [--rounds 3] [--seconds 8] [--no-model]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.harness import (
+    ROOT,
+    descendants,
+    free_port,
+    median,
+    proc_cpu_seconds,
+    python,
+    server,
+    tree_cpu_seconds,
+    tree_pss_mb,
+    wrk,
+    write_script,
+)
+
+INVOKE = "/2015-03-31/functions/bench/invocations"
+RUNTIMES = {
+    # name -> (handler, command after `--`, or None for worker lambda)
+    "awslambdaric": (
+        "bench.apps.noop_sync",
+        [python(), "-m", "awslambdaric", "bench.apps.noop_sync"],
+    ),
+    "worker lambda (sync)": ("bench.apps.noop_sync", None),
+    "worker lambda (async)": ("bench.apps.noop", None),
+}
+
+
+def emulator_argv(
+    port: int, concurrency: int, handler: str, command: list[str] | None
+) -> list[str]:
+    argv = [python(), "-m", "worker", "emulate", handler, "--port", str(port),
+            "--concurrency", str(concurrency), "--queue-size", "8192"]  # fmt: skip
+    return argv + (["--", *command] if command else [])
+
+
+def runtime_pid(emulator: int) -> int:
+    kids = Path(f"/proc/{emulator}/task/{emulator}/children").read_text().split()
+    return int(kids[0])
+
+
+def measure(
+    concurrency: int, handler: str, command: list[str] | None, seconds: float, script: str
+) -> dict[str, float]:
+    port = free_port()
+    argv = emulator_argv(port, concurrency, handler, command)
+    with server(argv, port, "/_worker/ready", env={"AWS_LAMBDA_LOG_LEVEL": "WARNING"}) as emu:
+        url = f"http://127.0.0.1:{port}{INVOKE}"
+        connections = max(8, 2 * concurrency)
+        wrk(url, pid=emu.pid, seconds=1, connections=connections, script=script)  # warm-up
+        runtime = runtime_pid(emu.pid)
+        emu_cpu0, rt_cpu0 = proc_cpu_seconds(emu.pid), tree_cpu_seconds(runtime)
+        res = wrk(url, pid=emu.pid, seconds=seconds, connections=connections, script=script)
+        emu_cpu, rt_cpu = proc_cpu_seconds(emu.pid) - emu_cpu0, tree_cpu_seconds(runtime) - rt_cpu0
+        return {
+            "inv_per_s": res.rps,
+            "runtime_cpu_us": rt_cpu / max(1, res.requests) * 1e6,
+            "emulator_cpu_us": emu_cpu / max(1, res.requests) * 1e6,
+            "pss_mb": tree_pss_mb(runtime),
+            "processes": len(descendants(runtime)),
+            "non_2xx": res.non_2xx,
+            "p99_ms": res.p99_ms,
+        }
+
+
+def model_pss(name: str, command: list[str] | None, concurrency: int = 16) -> dict[str, float]:
+    handler = "bench.model_app.handler"
+    if command:
+        command = [*command[:-1], handler]
+    port = free_port()
+    argv = emulator_argv(port, concurrency, handler, command)
+    with server(argv, port, "/_worker/ready", env={"AWS_LAMBDA_LOG_LEVEL": "WARNING"}) as emu:
+        # awslambdaric's processes each import (and load) after the fork: wait until every
+        # one of them has answered, by invoking more times than there are processes.
+        body = b"{}"
+        for _ in range(concurrency * 3):
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}{INVOKE}", data=body, method="POST"
+            )
+            with urllib.request.urlopen(req, timeout=300) as r:
+                r.read()
+        runtime = runtime_pid(emu.pid)
+        deadline = time.monotonic() + 120
+        pss = tree_pss_mb(runtime)
+        while time.monotonic() < deadline:  # let late loaders finish their init
+            time.sleep(2)
+            now = tree_pss_mb(runtime)
+            if abs(now - pss) < 5:
+                break
+            pss = now
+        return {"pss_mb": pss, "processes": len(descendants(runtime))}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--levels", default="1,8,64")
+    ap.add_argument("--no-model", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest"))
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    script = write_script(Path(tempfile.mkdtemp()) / "post.lua", b'{"hello":"world"}')
+    levels = [int(x) for x in args.levels.split(",")]
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {
+        str(c): {name: [] for name in RUNTIMES} for c in levels
+    }
+    total = args.rounds * len(levels) * len(RUNTIMES)
+    step = 0
+    for r in range(args.rounds):
+        for c in levels:
+            names = list(RUNTIMES) if r % 2 == 0 else list(RUNTIMES)[::-1]
+            for name in names:
+                step += 1
+                left = (total - step + 1) * (args.seconds + 3)
+                print(
+                    f"[lambda] round {r + 1}/{args.rounds} concurrency {c:>2} {name:22} (~{left:.0f}s left)",
+                    flush=True,
+                )
+                handler, command = RUNTIMES[name]
+                runs[str(c)][name].append(measure(c, handler, command, args.seconds, script))
+    summary: dict[str, Any] = {"levels": {}}
+    for c, by_name in runs.items():
+        row = {}
+        for name, samples in by_name.items():
+            row[name] = {k: median([s[k] for s in samples]) for k in samples[0]}
+        base = row["awslambdaric"]["inv_per_s"]
+        for name in row:
+            row[name]["ratio"] = row[name]["inv_per_s"] / base
+        summary["levels"][c] = row
+    if not args.no_model:
+        print("[lambda] model memory: awslambdaric at 16 (16 processes load it)", flush=True)
+        theirs = model_pss("awslambdaric", RUNTIMES["awslambdaric"][1])
+        print("[lambda] model memory: worker lambda at 16", flush=True)
+        ours = model_pss("worker lambda", None)
+        summary["model"] = {
+            "awslambdaric": theirs,
+            "worker lambda": ours,
+            "ratio": ours["pss_mb"] / theirs["pss_mb"],
+        }
+    summary["method"] = {"rounds": args.rounds, "seconds_per_run": args.seconds, "statistic": "median of rounds",
+                         "load": "wrk, 2 threads, max(8, 2 x concurrency) connections, through worker emulate"}  # fmt: skip
+    (out / "lambda.json").write_text(json.dumps(summary, indent=2))
+    text = table(summary)
+    (out / "lambda.md").write_text(text)
+    print(text)
+    return summary
+
+
+def table(summary: dict[str, Any]) -> str:
+    lines = [
+        "| concurrency | runtime | inv/s | runtime CPU µs/inv | emulator CPU µs/inv | PSS MB "
+        "| processes | inv/s vs awslambdaric |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c, row in summary["levels"].items():
+        for name, s in row.items():
+            ratio = "baseline" if name == "awslambdaric" else f"**{s['ratio']:.2f}x**"
+            lines.append(
+                f"| {c} | {name} | {s['inv_per_s']:,.0f} | {s['runtime_cpu_us']:.0f} | "
+                f"{s['emulator_cpu_us']:.0f} | {s['pss_mb']:.0f} | {s['processes']:.0f} | {ratio} |"
+            )
+    if "model" in summary:
+        m = summary["model"]
+        lines += [
+            "",
+            "| ~100M-parameter model at import, concurrency 16 | total PSS MB | processes |",
+            "|---|---:|---:|",
+            f"| awslambdaric (baseline) | {m['awslambdaric']['pss_mb']:,.0f} | {m['awslambdaric']['processes']:.0f} |",
+            f"| worker lambda | {m['worker lambda']['pss_mb']:,.0f} | {m['worker lambda']['processes']:.0f} |",
+            f"| ratio (ours / theirs) | **{m['ratio']:.2f}** | |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
