@@ -30,8 +30,8 @@ from bench.harness import (
     server,
     tree_cpu_seconds,
     tree_pss_mb,
-    wrk,
     write_script,
+    wrk,
 )
 
 INVOKE = "/2015-03-31/functions/bench/invocations"
@@ -134,10 +134,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for name in names:
                 step += 1
                 left = (total - step + 1) * (args.seconds + 3)
-                print(
-                    f"[lambda] round {r + 1}/{args.rounds} concurrency {c:>2} {name:22} (~{left:.0f}s left)",
-                    flush=True,
-                )
+                where = f"round {r + 1}/{args.rounds} concurrency {c:>2} {name:22}"
+                print(f"[lambda] {where} (~{left:.0f}s left)", flush=True)
                 handler, command = RUNTIMES[name]
                 runs[str(c)][name].append(measure(c, handler, command, args.seconds, script))
     summary: dict[str, Any] = {"levels": {}}
@@ -159,8 +157,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "worker lambda": ours,
             "ratio": ours["pss_mb"] / theirs["pss_mb"],
         }
-    summary["method"] = {"rounds": args.rounds, "seconds_per_run": args.seconds, "statistic": "median of rounds",
-                         "load": "wrk, 2 threads, max(8, 2 x concurrency) connections, through worker emulate"}  # fmt: skip
+    summary["method"] = {
+        "rounds": args.rounds,
+        "seconds_per_run": args.seconds,
+        "statistic": "median of rounds",
+        "load": "wrk, 2 threads, max(8, 2 x concurrency) connections, through worker emulate",
+    }
     (out / "lambda.json").write_text(json.dumps(summary, indent=2))
     text = table(summary)
     (out / "lambda.md").write_text(text)
@@ -187,8 +189,10 @@ def table(summary: dict[str, Any]) -> str:
             "",
             "| ~100M-parameter model at import, concurrency 16 | total PSS MB | processes |",
             "|---|---:|---:|",
-            f"| awslambdaric (baseline) | {m['awslambdaric']['pss_mb']:,.0f} | {m['awslambdaric']['processes']:.0f} |",
-            f"| worker lambda | {m['worker lambda']['pss_mb']:,.0f} | {m['worker lambda']['processes']:.0f} |",
+            *(
+                f"| {name} | {m[name]['pss_mb']:,.0f} | {m[name]['processes']:.0f} |"
+                for name in ("awslambdaric", "worker lambda")
+            ),
             f"| ratio (ours / theirs) | **{m['ratio']:.2f}** | |",
         ]
     return "\n".join(lines) + "\n"
