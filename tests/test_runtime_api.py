@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import signal
 import socket
 import subprocess
@@ -197,3 +198,36 @@ def test_lambda_mode_without_a_runtime_api_is_refused() -> None:
         timeout=60,
     )
     assert run.returncode == 2 and "AWS_LAMBDA_RUNTIME_API" in run.stdout
+
+
+async def test_trace_id_is_exported_only_with_one_slot_per_process(emulate) -> None:
+    one = emulate("tests.apps.basic.trace_env")
+    ans = (await invoke(one.port, {}, {"X-Amzn-Trace-Id": "Root=1-one"})).json()
+    assert ans["env"] == ans["ctx"] == "Root=1-one"  # type: ignore[index]
+    many = emulate("tests.apps.basic.trace_env", "--concurrency", "8")
+    ans = (await invoke(many.port, {}, {"X-Amzn-Trace-Id": "Root=1-many"})).json()
+    # Several slots share the process environment: the id lives on the context only.
+    assert ans["ctx"] == "Root=1-many" and ans["env"] is None  # type: ignore[index]
+
+
+async def test_a_killed_lambda_worker_is_replaced(emulate) -> None:
+    emu = emulate("tests.apps.basic.whoami", "--concurrency", "4")
+    runtime = emu.children()[0]
+
+    def workers() -> list[int]:
+        path = Path(f"/proc/{runtime}/task/{runtime}/children")
+        return [int(p) for p in path.read_text().split()]
+
+    while len(workers()) < 2:
+        await asyncio.sleep(0.01)
+    victim = workers()[0]
+    os.kill(victim, signal.SIGKILL)
+    while victim in workers() or len(workers()) < 2:
+        await asyncio.sleep(0.01)
+    replacement = (set(workers()) - {victim}).pop()
+    served = set()
+    for _ in range(200):
+        served.add((await invoke(emu.port)).json()["pid"])  # type: ignore[index]
+        if replacement in served:
+            break
+    assert replacement in served and victim not in served

@@ -181,3 +181,7 @@ async def mixed(event: Any, context: Any) -> Any:
     if action == "unmarshalable":
         return object()
     return {"pid": os.getpid()}
+
+
+async def trace_env(event: Any, context: Any) -> Any:
+    return {"env": os.environ.get("_X_AMZN_TRACE_ID"), "ctx": context.trace_id, "pid": os.getpid()}
