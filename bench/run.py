@@ -9,6 +9,7 @@ noisier). Each benchmark prints its progress; the report states the method of ea
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import time
@@ -29,6 +30,11 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     print(f"[bench] http: 3 rounds x 4 runs x {seconds}s", flush=True)
     summary = http.main(["--rounds", "3", "--seconds", seconds, "--out", str(out)])
+    # `lambda` is a keyword: the module is bench/lambda.py, imported by name.
+    lam = importlib.import_module("bench.lambda")
+    lam_args = ["--rounds", "3", "--seconds", "2" if args.quick else "8", "--out", str(out)]
+    print("[bench] lambda: worker lambda vs awslambdaric at 1, 8, 64, then model memory")
+    lam_summary = lam.main(lam_args + (["--no-model"] if args.quick else []))
     method = summary["method"]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     report = [
@@ -47,6 +53,17 @@ def main(argv: list[str] | None = None) -> None:
         "/proc (user + system, supervisor and workers).",
         "",
         http.table(summary),
+        "",
+        "## Lambda mode: `worker lambda` vs awslambdaric 4.2.2 under `worker emulate`",
+        "",
+        f"Method: no-op handler (`bench.apps.noop_sync` for both; `bench.apps.noop`, async, for "
+        f"ours too); {lam_summary['method']['load']}; {lam_summary['method']['rounds']} rounds "
+        "alternating the runtimes, medians. Runtime CPU is the runtime's whole process tree; the "
+        "emulator's CPU is reported apart (it shares the machine). PSS summed over the runtime's "
+        "tree from /proc/*/smaps_rollup."
+        + (" Model memory is skipped in quick runs." if args.quick else ""),
+        "",
+        lam.table(lam_summary),
     ]
     (out / "report.md").write_text("\n".join(report) + "\n")
     print(f"[bench] wrote {out / 'report.md'} in {time.monotonic() - started:.0f}s")

@@ -302,3 +302,25 @@ async def test_a_handler_that_swallows_its_cancellation_still_times_out(inproc) 
     srv = await inproc("tests.apps.basic.swallow_cancel", slots=1, timeout=0.1)
     for _ in range(2):
         assert (await invoke(srv.port)).json()["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
+
+
+async def test_timeout_behind_an_answer_still_owed_keeps_that_answer(
+    inproc, tmp_path: Path
+) -> None:
+    srv = await inproc("tests.apps.basic.gate", header_timeout=0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    # A request whose handler waits, then a pipelined request that never finishes.
+    writer.write(encode("POST", INVOKE, orjson.dumps({"dir": str(tmp_path)})))
+    while not list(tmp_path.glob("started-*")):
+        await asyncio.sleep(0.005)
+    writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n")
+    await asyncio.sleep(0)  # let the partial request arrive
+    while srv.front.connections and not next(iter(srv.front.connections)).url:
+        await asyncio.sleep(0.005)
+    next(iter(srv.front.connections)).deadline = 1.0  # long past: the next tick expires it
+    srv.front.tick()
+    (tmp_path / "release").touch()
+    first = await read_answer(reader)
+    assert first.status == 200 and "done" in first.json()  # type: ignore[operator]
+    assert (await read_answer(reader)).status == 408
+    assert await reader.read() == b""

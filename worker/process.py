@@ -116,10 +116,18 @@ class WorkerProcess:
         ticker = asyncio.ensure_future(self._tick(None))
         stop = asyncio.ensure_future(self.stopping.wait())
         await asyncio.wait([polling, stop], return_when=asyncio.FIRST_COMPLETED)
-        # Drain: no new /next; invocations in flight finish and post their answers.
+        # Drain: no new /next. The lanes stay open until every poller is done, so an event
+        # fetched just before the signal still runs; pollers end once their answer is posted.
         source.stop()
-        finished = await pool.drain(max(0.1, self.config.grace - 0.5))
-        code = await asyncio.wait_for(polling, timeout=5.0)
+        done, _ = await asyncio.wait([polling], timeout=max(0.1, self.config.grace - 0.5))
+        finished = bool(done)
+        # Whatever still runs now gets a shutdown error, which its poller posts.
+        await pool.drain(0.0 if not finished else 1.0)
+        code = 1
+        try:
+            code = await asyncio.wait_for(polling, timeout=5.0)
+        except TimeoutError:
+            log.error("answers could not be posted to the Runtime API in time")
         stop.cancel()
         ticker.cancel()
         return code, finished

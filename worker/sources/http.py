@@ -126,6 +126,7 @@ class HttpProtocol(asyncio.Protocol):
         self.deadline = 0.0
         self.paused_reading = False
         self.paused_writing = False
+        self.ending = False
         self._closing = False
         self._reset()
 
@@ -162,13 +163,20 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def expire(self) -> None:
-        """A deadline passed: slow headers or body get 408, an idle connection just ends."""
+        """A deadline passed: slow headers or body get 408, an idle connection just ends.
+
+        Answers still owed on the connection go out first; the 408 follows them in order
+        and closes the connection, and nothing more is read from it meanwhile.
+        """
         self.deadline = 0.0
         if self.idle:
             self.close()
-        elif not self.pending or self.url or self.headers:
-            self._answer_now(408, error=("RequestTimeout", "Request not received in time"))
-            self.close()
+            return
+        self.ending = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+            self.paused_reading = True
+        self._answer_now(408, error=("RequestTimeout", "Request not received in time"), close=True)
 
     def pause_writing(self) -> None:
         # The client reads slowly: stop reading its requests until it catches up.
@@ -180,8 +188,8 @@ class HttpProtocol(asyncio.Protocol):
         self._set_reading()
 
     def _set_reading(self) -> None:
-        if self.transport is None:
-            return
+        if self.transport is None or self.ending:
+            return  # a connection that timed out is not read again
         want_pause = self.paused_writing or len(self.pending) >= self.config.max_pipeline
         if want_pause and not self.paused_reading:
             self.paused_reading = True
