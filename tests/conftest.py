@@ -150,30 +150,51 @@ def _environ(env: dict[str, str] | None) -> dict[str, str]:
     return environ
 
 
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
-    """`worker serve HANDLER ARGS…` as a real environment, ready when returned."""
-    procs: list[Proc] = []
+class Procs:
+    """Real environments started by one test, all stopped (by PID) when it ends."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.all: list[Proc] = []
 
     def start(
-        handler: str, *args: str, env: dict[str, str] | None = None, ready: bool = True
+        self, argv: list[str], env: dict[str, str] | None, ready: bool, port_flag_first: bool
     ) -> Proc:
-        proc = Proc(["serve", handler, *args], _environ(env), tmp_path / f"server-{len(procs)}.log")
-        procs.append(proc)
+        log = self.tmp_path / f"{argv[0]}-{len(self.all)}.log"
+        proc = Proc(argv, _environ(env), log, port_flag_first=port_flag_first)
+        self.all.append(proc)
         if ready:
             proc.wait_ready()
         return proc
 
-    yield start
-    for proc in procs:
-        proc.stop()
+    def stop_all(self) -> None:
+        for proc in self.all:
+            proc.stop()
 
 
 @pytest.fixture
-def emulate(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    started = Procs(tmp_path)
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture
+def serve(procs: Procs) -> Callable[..., Proc]:
+    """`worker serve HANDLER ARGS…` as a real environment, ready when returned."""
+
+    def start(
+        handler: str, *args: str, env: dict[str, str] | None = None, ready: bool = True
+    ) -> Proc:
+        return procs.start(["serve", handler, *args], env, ready, port_flag_first=False)
+
+    return start
+
+
+@pytest.fixture
+def emulate(procs: Procs) -> Callable[..., Proc]:
     """`worker emulate ARGS…`: the emulator and the runtime it runs (`worker lambda` unless
     `command` is given), ready once the runtime first polls `/next`."""
-    procs: list[Proc] = []
 
     def start(
         *args: str,
@@ -182,13 +203,7 @@ def emulate(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
         ready: bool = True,
     ) -> Proc:
         argv = ["emulate", *args, *(["--", *command] if command else [])]
-        log = tmp_path / f"emulator-{len(procs)}.log"
-        proc = Proc(argv, _environ(env), log, port_flag_first=True)
-        procs.append(proc)
-        if ready:
-            proc.wait_ready()
-        return proc
+        # Flags go before `-- COMMAND`, so the port flag follows the subcommand.
+        return procs.start(argv, env, ready, port_flag_first=True)
 
-    yield start
-    for proc in procs:
-        proc.stop()
+    return start

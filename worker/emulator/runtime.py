@@ -22,6 +22,7 @@ import orjson
 from worker import marshal
 from worker.errors import LambdaError, timed_out
 from worker.jobs import Job
+from worker.sources.http import status_line
 
 log = logging.getLogger("worker.emulator")
 
@@ -292,17 +293,6 @@ class RuntimeProtocol(asyncio.Protocol):
         if self.transport is None:
             return
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s"
-            % (status, _REASONS.get(status, b"Status"), len(body), extra, body)
+            b"%scontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s"
+            % (status_line(status), len(body), extra, body)
         )
-
-
-_REASONS = {
-    200: b"OK",
-    202: b"Accepted",
-    400: b"Bad Request",
-    403: b"Forbidden",
-    404: b"Not Found",
-    410: b"Gone",
-    413: b"Payload Too Large",
-}
