@@ -231,3 +231,16 @@ async def test_a_killed_lambda_worker_is_replaced(emulate) -> None:
         if replacement in served:
             break
     assert replacement in served and victim not in served
+
+
+async def test_one_slot_sync_handler_runs_inline_and_is_interrupted_at_its_deadline(
+    emulate, tmp_path: Path
+) -> None:
+    emu = emulate("tests.apps.basic.sync_marked_sleep", "--timeout", "1")
+    first = (await invoke(emu.port, {"dir": str(tmp_path), "seconds": 60})).json()
+    assert first["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
+    second = (await invoke(emu.port, {"dir": str(tmp_path), "seconds": 0})).json()
+    assert second["thread"] == "MainThread"  # type: ignore[index]
+    # Only the second left its mark: the first was stopped, and its slot freed at once
+    # (a thread would have held the slot, and this call, for its whole minute).
+    assert len(list(tmp_path.glob("finished-*"))) == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +36,11 @@ def _reader(lane: Lane, attr: str) -> Callable[[], float]:
     return lambda: float(getattr(lane, attr))
 
 
+class _Deadline(BaseException):
+    """Raised inside an inline sync handler when its deadline passes (not an Exception, so a
+    handler's `except Exception` does not swallow it)."""
+
+
 class Slot:
     """One unit of concurrency: a task that takes jobs from its lane, one at a time."""
 
@@ -51,7 +58,8 @@ class Pool:
     """Runs jobs from the lanes on slots.
 
     Each lane gets `lane.slots` slot tasks. Async handlers run in the slot; sync ones on a
-    thread pool with one thread per slot, so a slot never waits for a thread. A deadline
+    thread pool with one thread per slot, so a slot never waits for a thread (or, in Lambda
+    mode with a single slot, on the loop thread itself: see `inline`). A deadline
     watcher cancels a slot whose invocation outlives its deadline; a sync handler past
     its deadline is answered `Sandbox.Timedout` at once, but Python cannot stop a thread,
     so its slot stays busy until the thread returns.
@@ -75,6 +83,15 @@ class Pool:
             max_workers=sum(lane.slots for lane in lanes.all), thread_name_prefix="handler"
         )
         self.slots: list[Slot] = []
+        # Lambda mode with one slot in the process: nothing else needs the loop while a sync
+        # handler runs, so it runs right here, sparing two cross-thread wake-ups per
+        # invocation; SIGALRM interrupts it at its deadline (a thread could not be stopped).
+        self.inline = (
+            config.mode == "lambda"
+            and not handler.is_async
+            and sum(lane.slots for lane in lanes.all) == 1
+            and threading.current_thread() is threading.main_thread()
+        )
         self._watcher: asyncio.Task[None] | None = None
         self._stats = {lane.name: metrics.lane(lane.name) for lane in lanes.all}
         self._arn = f"arn:aws:lambda:{config.region}:000000000000:function:{config.function_name}"
@@ -181,6 +198,8 @@ class Pool:
         try:
             if self.handler.is_async:
                 result = await self.handler.fn(job.event, ctx)
+            elif self.inline:
+                result = self._run_inline(job, ctx, budget)
             else:
                 # The thread runs in a copy of this slot's context: it logs this request id.
                 thread = self.threads.submit(
@@ -194,6 +213,8 @@ class Pool:
                 request_id.reset(token)
                 self._finish(job, slot, ctx, None, shutdown_error(), clock)
                 raise
+            error = timed_out(budget)
+        except _Deadline:
             error = timed_out(budget)
         except BaseException as exc:  # SystemExit from a handler must not end the slot
             log.error("handler failed", exc_info=exc)
@@ -215,6 +236,20 @@ class Pool:
             lane.in_flight -= 1
         else:
             self._finish(job, slot, ctx, result, error, clock)
+
+    def _run_inline(self, job: Job, ctx: LambdaContext, budget: float) -> Any:
+        """Run a sync handler on the loop thread, interrupted by SIGALRM at its deadline."""
+
+        def expire(signum: int, frame: object) -> None:
+            raise _Deadline
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, max(budget, 0.001))
+        try:
+            return self.handler.fn(job.event, ctx)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
     def _reply(
         self, job: Job, slot: Slot, result: Any, error: LambdaError | None, clock: float

@@ -185,3 +185,11 @@ async def mixed(event: Any, context: Any) -> Any:
 
 async def trace_env(event: Any, context: Any) -> Any:
     return {"env": os.environ.get("_X_AMZN_TRACE_ID"), "ctx": context.trace_id, "pid": os.getpid()}
+
+
+def sync_marked_sleep(event: Any, context: Any) -> Any:
+    """Sleeps, then leaves a mark: no mark means it was interrupted."""
+    time.sleep(float(event.get("seconds", 0)))
+    with open(os.path.join(event["dir"], f"finished-{context.aws_request_id}"), "w"):
+        pass
+    return {"slept": event.get("seconds", 0), "thread": threading.current_thread().name}
