@@ -35,3 +35,17 @@ async def test_drain_answers_queued_jobs_that_cannot_run(inproc, tmp_path: Path)
     assert finished is False
     answers = await asyncio.gather(*calls)
     assert [a.json()["errorType"] for a in answers] == ["Runtime.ExitError"] * 3  # type: ignore[index]
+
+
+async def test_a_timed_out_thread_that_later_raises_does_not_cost_its_slot(
+    inproc, tmp_path: Path
+) -> None:
+    srv = await inproc("tests.apps.basic.sync_gate_then_fail", slots=1, queue=2, timeout=0.2)
+    event = {"dir": str(tmp_path)}
+    assert (await invoke(srv.port, event)).json()["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
+    (tmp_path / "release").touch()  # the abandoned thread now finishes, raising
+    while srv.lane.in_flight:
+        await asyncio.sleep(0.005)
+    # The slot survived: the next invocation runs (and fails in its own right).
+    assert (await invoke(srv.port, event)).json()["errorType"] == "RuntimeError"  # type: ignore[index]
+    assert all(slot.task is not None and not slot.task.done() for slot in srv.pool.slots)

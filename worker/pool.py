@@ -231,9 +231,15 @@ class Pool:
         if thread is not None and not thread.done():
             # Answer the caller now; the slot stays busy until the thread returns.
             self._reply(job, slot, None, error, clock)
-            await asyncio.wrap_future(thread)
-            ctx.close()
-            lane.in_flight -= 1
+            try:
+                await asyncio.wrap_future(thread)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # answered already: a late failure only logs
+                log.warning("a timed-out handler failed after its answer", exc_info=exc)
+            finally:
+                ctx.close()
+                lane.in_flight -= 1
         else:
             self._finish(job, slot, ctx, result, error, clock)
 

@@ -193,3 +193,9 @@ def sync_marked_sleep(event: Any, context: Any) -> Any:
     with open(os.path.join(event["dir"], f"finished-{context.aws_request_id}"), "w"):
         pass
     return {"slept": event.get("seconds", 0), "thread": threading.current_thread().name}
+
+
+def sync_gate_then_fail(event: Any, context: Any) -> Any:
+    """Holds until released, then raises: an abandoned thread's late failure."""
+    sync_gate(event, context)
+    raise RuntimeError("too late to matter")

@@ -149,7 +149,13 @@ class RuntimeApiSource:
                         return
                     continue
                 self.failures = 0
-                conn = await self._invoke(conn, resp)
+                try:
+                    conn = await self._invoke(conn, resp)
+                except Exception as exc:  # a poller must not end quietly: count and go on
+                    log.exception("handling an invocation from the Runtime API failed")
+                    conn = None
+                    if not await self._failed(exc):
+                        return
         finally:
             if conn is not None:
                 conn.close()
