@@ -1,0 +1,126 @@
+"""The classifier: every documented shape right, in any key order or layout, by both the
+compiled scanner and its pure-Python twin; the two agree on any input, and neither fails."""
+
+from __future__ import annotations
+
+import collections
+import random
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.events import corpus
+from worker import scan
+from worker.classify import Classification, Classifier
+
+SAMPLES = corpus()
+twin = Classifier(scan)
+try:
+    from worker import _scan  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - the build always compiles it
+    _scan = None
+compiled = Classifier(_scan) if _scan is not None else None
+BOTH = [pytest.param(twin, id="twin"), pytest.param(compiled, id="extension")]
+
+FORMS = {
+    "aws-order": lambda e: orjson.dumps(e),
+    "sorted": lambda e: orjson.dumps(e, option=orjson.OPT_SORT_KEYS),
+    "pretty": lambda e: orjson.dumps(e, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2),
+}
+
+
+def test_the_extension_is_built() -> None:
+    # The build compiles ext/scan.pyx; a missing extension would silently halve these tests.
+    assert compiled is not None
+
+
+def test_at_least_three_samples_per_kind() -> None:
+    counts = collections.Counter(kind for kind, _, _ in SAMPLES)
+    assert len(counts) >= 22
+    assert min(counts.values()) >= 3, counts
+
+
+@pytest.mark.parametrize("classifier", BOTH)
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize(
+    ("kind", "route", "event"), SAMPLES, ids=[f"{k}-{i % 3}" for i, (k, _, _) in enumerate(SAMPLES)]
+)
+def test_every_sample_in_every_form(
+    classifier: Classifier, form: str, kind: str, route: str, event: dict
+) -> None:  # type: ignore[type-arg]
+    assert classifier(FORMS[form](event)) == Classification(kind, route)
+
+
+@pytest.mark.parametrize("classifier", BOTH)
+def test_hostile_inputs_are_direct_and_never_fail(classifier: Classifier) -> None:
+    cases = [
+        b"", b"   ", b"null", b"[]", b"{", b'{"', b'{"a', b'{"a":', b'{"a":"', b"\xff\xfe\x00",
+        b"[" * 200_000, b'{"a":' + b"[" * 200_000, b'{"a":"' + b"x" * 1_000_000,
+        b'{"Records":[', b'{"Records":[{"eventSource":"aws:sqs"',
+        b'{"version":"2.0","requestContext":{',
+        b'{"\\"Records":[]}', '{"action":"caf\u00e9"}'.encode(), b'{"action":"\xff\xfe"}',
+    ]  # fmt: skip
+    for raw in cases:
+        result = classifier(raw)
+        assert isinstance(result, Classification)
+    assert classifier('{"action":"caf\u00e9"}'.encode()) == ("direct", "caf\u00e9")
+    assert classifier(b'{"action":"\xff"}').route == "\ufffd"  # invalid UTF-8 replaced
+
+
+def test_route_key_is_configurable() -> None:
+    assert Classifier(scan, route_key="op")(b'{"op": "sync", "action": "x"}') == ("direct", "sync")
+
+
+def _mutations(raw: bytes, rnd: random.Random) -> list[bytes]:
+    cut = rnd.randrange(len(raw) + 1)
+    pos = rnd.randrange(len(raw))
+    flipped = raw[:pos] + bytes([rnd.randrange(256)]) + raw[pos + 1 :]
+    inserted = raw[:pos] + rnd.choice([b'"', b"\\", b"{", b"]", b",", b":"]) + raw[pos:]
+    return [raw[:cut], flipped, inserted, raw[pos:]]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(min_value=0, max_value=len(SAMPLES) - 1), st.randoms(use_true_random=False))
+def test_twin_and_extension_agree_on_mutated_events(index: int, rnd: random.Random) -> None:
+    assert compiled is not None
+    raw = FORMS[rnd.choice(list(FORMS))](SAMPLES[index][2])
+    for mutated in _mutations(raw, rnd):
+        assert twin(mutated) == compiled(mutated)
+
+
+_keys = st.sampled_from(
+    ["Records", "eventSource", "version", "requestContext", "http", "detail", "source",
+     "detail-type", "routeKey", "rawPath", "action", "elb", "x"]
+) | st.text(max_size=5)  # fmt: skip
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+json_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values)
+def test_twin_and_extension_agree_on_generated_json(value: object) -> None:
+    assert compiled is not None
+    raw = orjson.dumps(value)
+    assert twin(raw) == compiled(raw)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300), st.integers(-5, 310), st.integers(-5, 310))
+def test_scanners_agree_on_random_bytes(raw: bytes, start: int, end: int) -> None:
+    assert _scan is not None
+    wanted = frozenset((b"a", b"Records", b"version", b""))
+    assert scan.fields(raw, start, end, wanted) == _scan.fields(raw, start, end, wanted)
+    assert scan.first_element(raw, start, end) == _scan.first_element(raw, start, end)
+    assert twin(raw) == compiled(raw)  # type: ignore[misc]

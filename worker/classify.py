@@ -1,0 +1,174 @@
+"""What an event is and where it is going, read from its raw bytes before any parse.
+
+`classify(raw)` returns the event's kind (`sqs`, `apigw-http`, `eventbridge`, … or
+`direct`) and a route key (HTTP method and path or `routeKey`; the source ARN of the first
+record; the bucket; EventBridge source and detail-type; for a direct invoke, the value of a
+configurable top-level key). Only the fields that decide are located (`worker.scan`); no
+value is parsed. Key order and whitespace do not matter, and what is not recognised is
+`direct`, never a wrong specific kind.
+
+The rules live here once. The byte scanner they run on is the compiled `worker._scan`
+(from `ext/scan.pyx`) when it is built, else its pure-Python twin `worker.scan`; both give
+the same answers (tests compare them on generated input).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import NamedTuple
+
+
+class Classification(NamedTuple):
+    kind: str
+    route: str
+
+
+def _scanner() -> tuple[ModuleType, str]:
+    try:
+        from worker import _scan  # type: ignore[attr-defined]
+
+        return _scan, "extension"
+    except ImportError:
+        from worker import scan
+
+        return scan, "python"
+
+
+_TOP = frozenset(
+    (
+        b"version", b"routeKey", b"rawPath", b"resource", b"httpMethod", b"path",
+        b"requestContext", b"Records", b"records", b"eventSource", b"eventSourceArn",
+        b"bootstrapServers", b"source", b"detail-type", b"detail", b"awslogs",
+        b"triggerSource", b"userPoolId", b"RequestType", b"ResponseURL", b"StackId", b"type",
+        b"methodArn", b"routeArn", b"authorizationToken", b"deliveryStreamArn", b"invocationId",
+    )
+)  # fmt: skip
+_CONTEXT = frozenset((b"elb", b"http", b"domainName"))
+_HTTP = frozenset((b"method", b"path"))
+_RECORD = frozenset((b"eventSource", b"EventSource", b"eventSourceARN", b"cf", b"Sns", b"s3"))
+_SNS = frozenset((b"TopicArn",))
+_S3 = frozenset((b"bucket",))
+_NAME = frozenset((b"name",))
+_CF = frozenset((b"request",))
+_CF_REQUEST = frozenset((b"method", b"uri"))
+_AWSLOGS = frozenset((b"data",))
+
+Span = tuple[int, int]
+
+
+class Classifier:
+    """Classifies raw events with one scanner; `route_key` names the direct-invoke route."""
+
+    def __init__(self, scanner: ModuleType | None = None, route_key: str = "action") -> None:
+        self.scanner, self.backend = (scanner, scanner.__name__) if scanner else _scanner()
+        self.route_key = route_key.encode()
+        self._top = _TOP | {self.route_key}
+
+    def __call__(self, raw: bytes) -> Classification:
+        buf = raw if type(raw) is bytes else bytes(raw)
+        fields = self.scanner.fields
+        top: dict[bytes, Span] = fields(buf, 0, len(buf), self._top)
+        if not top:
+            return Classification("direct", "")
+
+        def text(span: Span | None) -> bytes | None:
+            """A string value's raw bytes (escapes left as they are), else None."""
+            if span is None or buf[span[0]] != 0x22 or span[1] - span[0] < 2:
+                return None
+            return buf[span[0] + 1 : span[1] - 1]
+
+        def inner(span: Span | None, wanted: frozenset[bytes]) -> dict[bytes, Span]:
+            return {} if span is None else fields(buf, span[0], span[1], wanted)
+
+        def get(key: bytes) -> bytes | None:
+            return text(top.get(key))
+
+        records = top.get(b"Records")
+        if records is not None:
+            first = self.scanner.first_element(buf, records[0], records[1])
+            record = inner(first if first[0] >= 0 else None, _RECORD)
+            if text(record.get(b"EventSource")) == b"aws:sns":
+                sns = inner(record.get(b"Sns"), _SNS)
+                return _result("sns", text(sns.get(b"TopicArn")))
+            if b"cf" in record:
+                request = inner(inner(record[b"cf"], _CF).get(b"request"), _CF_REQUEST)
+                return _result(
+                    "lambda-edge", _join(text(request.get(b"method")), text(request.get(b"uri")))
+                )
+            source = text(record.get(b"eventSource"))
+            arn = text(record.get(b"eventSourceARN"))
+            if source == b"aws:sqs":
+                return _result("sqs", arn)
+            if source == b"aws:s3":
+                bucket = inner(inner(record.get(b"s3"), _S3).get(b"bucket"), _NAME)
+                return _result("s3", text(bucket.get(b"name")))
+            if source == b"aws:dynamodb":
+                return _result("dynamodb", arn)
+            if source == b"aws:kinesis":
+                return _result("kinesis", arn)
+            if source == b"aws:ses":
+                return _result("ses", b"")
+        if b"records" in top and b"deliveryStreamArn" in top and b"invocationId" in top:
+            return _result("firehose", get(b"deliveryStreamArn"))
+        event_source = get(b"eventSource")
+        if event_source == b"aws:kafka":
+            return _result("kafka", get(b"eventSourceArn"))
+        if event_source == b"SelfManagedKafka":
+            return _result("kafka", get(b"bootstrapServers"))
+        if event_source in (b"aws:mq", b"aws:rmq"):
+            return _result("mq", get(b"eventSourceArn"))
+        if b"data" in inner(top.get(b"awslogs"), _AWSLOGS):
+            return _result("cloudwatch-logs", b"")
+        version = get(b"version")
+        if version == b"0" and b"detail" in top:
+            source_name, detail_type = get(b"source"), get(b"detail-type")
+            if source_name is not None and detail_type is not None:
+                scheduled = source_name == b"aws.events" and detail_type == b"Scheduled Event"
+                return _result(
+                    "schedule" if scheduled else "eventbridge", _join(source_name, detail_type)
+                )
+        if b"triggerSource" in top and b"userPoolId" in top:
+            return _result("cognito", get(b"triggerSource"))
+        if b"RequestType" in top and b"ResponseURL" in top and b"StackId" in top:
+            return _result("cfn-custom-resource", get(b"RequestType"))
+        kind = get(b"type")
+        if kind == b"TOKEN" and b"authorizationToken" in top and b"methodArn" in top:
+            return _result("apigw-authorizer", get(b"methodArn"))
+        if kind == b"REQUEST" and (b"methodArn" in top or b"routeArn" in top):
+            return _result("apigw-authorizer", get(b"methodArn") or get(b"routeArn"))
+        if b"requestContext" in top:
+            context = inner(top[b"requestContext"], _CONTEXT)
+            if (
+                version == b"2.0"
+                and b"routeKey" in top
+                and b"rawPath" in top
+                and b"http" in context
+            ):
+                http = inner(context[b"http"], _HTTP)
+                method_path = _join(text(http.get(b"method")), get(b"rawPath"))
+                domain = text(context.get(b"domainName")) or b""
+                if b".lambda-url." in domain and domain.endswith(b".on.aws"):
+                    return _result("function-url", method_path)
+                route_key = get(b"routeKey")
+                return _result(
+                    "apigw-http",
+                    route_key if route_key and route_key != b"$default" else method_path,
+                )
+            if b"elb" in context and b"httpMethod" in top:
+                return _result("alb", _join(get(b"httpMethod"), get(b"path")))
+            if b"httpMethod" in top and b"resource" in top:
+                kind_name = "apigw-http-v1" if version == b"1.0" else "apigw-rest"
+                return _result(kind_name, _join(get(b"httpMethod"), get(b"resource")))
+        return _result("direct", get(self.route_key))
+
+
+def _join(first: bytes | None, second: bytes | None) -> bytes:
+    return (first or b"") + b" " + (second or b"")
+
+
+def _result(kind: str, route: bytes | None) -> Classification:
+    return Classification(kind, route.decode("utf-8", "replace") if route else "")
+
+
+#: The process-wide classifier (compiled scanner when built).
+classify = Classifier()
