@@ -22,9 +22,9 @@ from bench.harness import ROOT
 
 sys.path.insert(0, str(ROOT))  # the corpus lives with the tests
 
-from tests.events import corpus  # noqa: E402
-from worker import scan  # noqa: E402
-from worker.classify import Classifier  # noqa: E402
+from tests.events import corpus
+from worker import scan
+from worker.classify import Classifier
 
 FORMS = {
     "aws order": lambda e: orjson.dumps(e),
