@@ -7,9 +7,11 @@ configurable top-level key). Only the fields that decide are located (`worker.sc
 value is parsed. Key order and whitespace do not matter, and what is not recognised is
 `direct`, never a wrong specific kind.
 
-The rules live here once. The byte scanner they run on is the compiled `worker._scan`
-(from `ext/scan.pyx`) when it is built, else its pure-Python twin `worker.scan`; both give
-the same answers (tests compare them on generated input).
+With the compiled `worker._scan` (from `ext/scan.pyx`) built, the whole classification
+runs in C; without it, these same rules run here on the pure-Python twin scanner
+`worker.scan`. The extension repeats the rules branch for branch (a Python-level rule costs
+more than the whole scan), and tests hold the two to the same answers on the corpus and
+on generated, mutated and random input.
 """
 
 from __future__ import annotations
@@ -63,9 +65,17 @@ class Classifier:
         self.scanner, self.backend = (scanner, scanner.__name__) if scanner else _scanner()
         self.route_key = route_key.encode()
         self._top = _TOP | {self.route_key}
+        # The extension runs these same rules in C (ext/scan.pyx); the twin runs them here.
+        self._compiled = getattr(self.scanner, "classify", None)
 
     def __call__(self, raw: bytes) -> Classification:
         buf = raw if type(raw) is bytes else bytes(raw)
+        if self._compiled is not None:
+            kind, route = self._compiled(buf, self.route_key)
+            return _result(kind, route)
+        return self._rules(buf)
+
+    def _rules(self, buf: bytes) -> Classification:
         fields = self.scanner.fields
         top: dict[bytes, Span] = fields(buf, 0, len(buf), self._top)
         if not top:
