@@ -14,7 +14,7 @@ from tests.client import invoke, request
 
 async def _metric(port: int, name: str) -> float:
     text = (await request(port, "GET", "/_worker/metrics")).body.decode()
-    match = re.search(rf'^{name}{{lane="default"}} (\S+)$', text, re.M)
+    match = re.search(rf'^{name}{{lane="sprinter"}} (\S+)$', text, re.M)
     return float(match.group(1)) if match else -1.0
 
 
@@ -22,7 +22,15 @@ async def test_200_concurrent_requests_reach_the_configured_concurrency(
     serve, tmp_path: Path
 ) -> None:
     srv = serve(
-        "tests.apps.basic.peak", "--workers", "1", "--concurrency", "16", "--queue-size", "400"
+        "tests.apps.basic.peak",
+        "--workers",
+        "1",
+        "--concurrency",
+        "16",
+        "--queue-size",
+        "400",
+        # One lane holding every slot: the marathon lane's share would cap one route at 12.
+        env={"WORKER_MARATHON_SHARE": "0"},
     )
     calls = [asyncio.ensure_future(invoke(srv.port, {"dir": str(tmp_path)})) for _ in range(200)]
     # Every slot busy and the rest waiting: the state that proves the concurrency.
@@ -53,7 +61,7 @@ async def test_overload_answers_429_and_every_other_request_200(serve, tmp_path:
     assert throttled.headers["retry-after"] == "1"
     assert throttled.json()["errorType"] == "TooManyRequestsException"  # type: ignore[index]
     text = (await request(srv.port, "GET", "/_worker/metrics")).body.decode()
-    assert 'worker_rejections_total{lane="default"} 16' in text
+    assert 'worker_rejections_total{lane="sprinter"} 16' in text
 
 
 async def test_concurrent_invocations_get_private_scratch_dirs(serve, tmp_path: Path) -> None:
@@ -133,3 +141,41 @@ async def test_bad_input_never_costs_a_worker(serve) -> None:
     ).status == 413
     assert srv.children() == before
     assert (await invoke(srv.port, {})).json()["pid"] == before[0]  # type: ignore[index]
+
+
+async def test_a_marathon_flood_does_not_starve_sprinters(serve, tmp_path: Path) -> None:
+    # 4 slots: 3 sprinters, 1 marathon; "slow" is a marathon by configuration.
+    srv = serve(
+        "tests.apps.basic.lanes_app",
+        "--workers", "1", "--concurrency", "4", "--queue-size", "4",
+        env={"WORKER_ROUTES": "slow=marathon"},
+    )  # fmt: skip
+    slow = {"action": "slow", "dir": str(tmp_path)}
+    flood = [asyncio.ensure_future(invoke(srv.port, slow)) for _ in range(8)]
+    # The marathon lane is saturated: 1 running, 4 queued, the other 3 refused at once.
+    while len([f for f in flood if f.done()]) < 3:
+        await asyncio.sleep(0.01)
+    assert [f.result().status for f in flood if f.done()] == [429] * 3
+    # One after another (a burst past the sprinters' own bound would be refused too).
+    fast = [await invoke(srv.port, {"action": "fast"}) for _ in range(20)]
+    assert [a.json() for a in fast] == [{"action": "fast", "lane": "sprinter"}] * 20
+    assert len(list(tmp_path.glob("started-*"))) == 1  # the flood is still held
+    (tmp_path / "release").touch()
+    answers = await asyncio.gather(*flood)
+    assert sorted(a.status for a in answers) == [200] * 5 + [429] * 3
+    assert all(a.json()["lane"] == "marathon" for a in answers if a.status == 200)  # type: ignore[index]
+
+
+async def test_a_route_learned_as_slow_moves_to_the_marathon_lane(serve) -> None:
+    srv = serve(
+        "tests.apps.basic.lanes_app",
+        "--workers", "1", "--concurrency", "4",
+        env={"WORKER_MARATHON_SECONDS": "0.05"},
+    )  # fmt: skip
+    lanes = [
+        (await invoke(srv.port, {"action": "learn", "seconds": 0.1})).json()["lane"]
+        for _ in range(4)
+    ]  # type: ignore[index]
+    # Unknown at first (a sprinter); once it has taken longer than the threshold, a marathon.
+    assert lanes == ["sprinter", "marathon", "marathon", "marathon"]
+    assert (await invoke(srv.port, {"action": "fast"})).json()["lane"] == "sprinter"  # type: ignore[index]

@@ -81,6 +81,27 @@ SETTINGS: dict[str, Setting] = {
     "max_pipeline": Setting(
         env="WORKER_MAX_PIPELINE", flag=None, parse=int, help="unanswered requests per conn"
     ),
+    "marathon_share": Setting(
+        env="WORKER_MARATHON_SHARE",
+        flag=None,
+        parse=float,
+        help="share of a process's slots the marathon lane may use",
+    ),
+    "marathon_seconds": Setting(
+        env="WORKER_MARATHON_SECONDS",
+        flag=None,
+        parse=float,
+        help="a route whose p90 duration passes this is a marathon",
+    ),
+    "marathon_bytes": Setting(
+        env="WORKER_MARATHON_BYTES",
+        flag=None,
+        parse=int,
+        help="a route whose typical payload passes this is a marathon",
+    ),
+    "routes": Setting(
+        env="WORKER_ROUTES", flag=None, parse=str, help="ROUTE=sprinter|marathon,… overrides"
+    ),
     "runtime_api_attempts": Setting(
         env="WORKER_RUNTIME_API_ATTEMPTS",
         flag=None,
@@ -122,6 +143,10 @@ class Config:
     max_pipeline: int = 64
     log_level: str = "INFO"
     log_format: LogFormat = "JSON"
+    marathon_share: float = 0.25
+    marathon_seconds: float = 1.0
+    marathon_bytes: int = 1024 * 1024
+    routes: str = ""
     runtime_api: str = ""  # AWS_LAMBDA_RUNTIME_API: host:port of the Runtime API
     runtime_api_attempts: int = 10
     function_name: str = "runtime-worker"
@@ -168,6 +193,12 @@ class Config:
         return config
 
     def validate(self) -> None:
+        if self.routes:
+            from worker.profiles import parse_overrides
+
+            parse_overrides(self.routes)  # a bad WORKER_ROUTES fails at start, not per request
+        if not 0 <= self.marathon_share < 1:
+            raise ValueError(f"marathon_share must be in [0, 1), got {self.marathon_share}")
         for name in ("processes", "concurrency", "queue_size", "max_payload"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -198,6 +229,15 @@ class Config:
 
     def slots_for(self, index: int) -> int:
         return max(1, self.share(self.total_concurrency, index))
+
+    def lane_slots(self, index: int) -> tuple[int, int]:
+        """(sprinter, marathon) slots of worker `index`: the marathon lane is capped at its
+        share, so a flood of long jobs always leaves the sprinters their slots."""
+        slots = self.slots_for(index)
+        if self.mode == "lambda" or slots < 2:
+            return slots, 0
+        marathon = int(slots * self.marathon_share)
+        return slots - marathon, marathon
 
     def queue_for(self, index: int) -> int:
         return self.share(self.total_queue_size, index)

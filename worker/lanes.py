@@ -6,6 +6,7 @@ import asyncio
 from collections import deque
 
 from worker.jobs import Job
+from worker.profiles import SPRINTER, Profiles
 
 
 class Lane:
@@ -72,14 +73,22 @@ class Lane:
 class Lanes:
     """The lanes of one worker process and the rule that picks a job's lane.
 
-    One lane for now; the classifier and the sprinter/marathon lanes plug in at
-    `choose()` without touching the sources or the pool.
+    A job goes to the lane its route's profile names (sprinter unless learned or set
+    otherwise); a process without that lane uses its first lane.
     """
 
-    def __init__(self, lanes: list[Lane]) -> None:
+    def __init__(self, lanes: list[Lane], profiles: Profiles | None = None) -> None:
         self.all = lanes
         self.by_name = {lane.name: lane for lane in lanes}
-        self.default = lanes[0]
+        self.default = self.by_name.get(SPRINTER, lanes[0])
+        self.profiles = profiles
 
     def choose(self, job: Job) -> Lane:
-        return self.default
+        if self.profiles is None or len(self.all) == 1:
+            return self.default
+        return self.by_name.get(self.profiles.lane_for(job.route), self.default)
+
+    def observe(self, job: Job, seconds: float) -> None:
+        """Teach the route's profile how long this invocation took."""
+        if self.profiles is not None and job.route:
+            self.profiles.observe(job.route, seconds, job.size)

@@ -265,7 +265,9 @@ class Pool:
         except Exception:  # a source's bug must not take the slot down
             log.exception("reply failed")
             error_type = "Runtime.ReplyError"
-        slot.stats.record(time.perf_counter() - clock, error_type)
+        seconds = time.perf_counter() - clock
+        slot.stats.record(seconds, error_type)
+        self.lanes.observe(job, seconds)
 
     def _finish(
         self,

@@ -16,6 +16,7 @@ from worker.config import Config
 from worker.handler import Handler
 from worker.lanes import Lane, Lanes
 from worker.pool import Pool
+from worker.profiles import MARATHON, SPRINTER, Profiles, parse_overrides
 from worker.sources.http import Front, HttpProtocol
 from worker.sources.runtime_api import RuntimeApiSource
 from worker.telemetry import logs
@@ -62,12 +63,10 @@ class WorkerProcess:
             self.metrics.restore(previous)
         worker_tmp = scratch.enter_worker_dir(self.root)
         slots = self.config.slots_for(self.index)
-        # Lambda mode: one poller per slot, so the lane never holds more than its slots.
-        queue = slots if self.config.mode == "lambda" else self.config.queue_for(self.index)
-        lane = Lane("default", slots, queue)
+        lanes = self._lanes(slots)
         pool = Pool(
             self.handler,
-            Lanes([lane]),
+            lanes,
             self.config,
             worker_tmp=worker_tmp,
             metrics=self.metrics,
@@ -75,7 +74,12 @@ class WorkerProcess:
         pool.start()
         log.info(
             "worker started",
-            extra={"fields": {"pid": os.getpid(), "slots": lane.slots, "queue": lane.queue_size}},
+            extra={
+                "fields": {
+                    "pid": os.getpid(),
+                    "lanes": {lane.name: [lane.slots, lane.queue_size] for lane in lanes.all},
+                }
+            },
         )
         if self.config.mode == "lambda":
             code, finished = await self._serve_runtime_api(pool, slots)
@@ -84,6 +88,23 @@ class WorkerProcess:
         self.store.write(self.name, self.metrics.snapshot() | {"gauges": {}})
         log.info("worker stopped", extra={"fields": {"pid": os.getpid(), "drained": finished}})
         return code
+
+    def _lanes(self, slots: int) -> Lanes:
+        cfg = self.config
+        if cfg.mode == "lambda":
+            # One poller per slot: the lane never holds more than its slots.
+            return Lanes([Lane(SPRINTER, slots, slots)])
+        sprint, marathon = cfg.lane_slots(self.index)
+        queue = cfg.queue_for(self.index)
+        lanes = [Lane(SPRINTER, sprint, queue)]
+        if marathon:
+            lanes.append(Lane(MARATHON, marathon, queue))
+        profiles = Profiles(
+            slow_seconds=cfg.marathon_seconds,
+            large_bytes=cfg.marathon_bytes,
+            overrides=parse_overrides(cfg.routes),
+        )
+        return Lanes(lanes, profiles)
 
     async def _serve_http(self, pool: Pool) -> tuple[int, bool]:
         assert self.stopping is not None and self.sock is not None

@@ -199,3 +199,15 @@ def sync_gate_then_fail(event: Any, context: Any) -> Any:
     """Holds until released, then raises: an abandoned thread's late failure."""
     sync_gate(event, context)
     raise RuntimeError("too late to matter")
+
+
+async def lanes_app(event: Any, context: Any) -> Any:
+    """`slow` holds until released, `learn` sleeps, anything else answers at once."""
+    action = event.get("action")
+    if action == "slow":
+        with open(os.path.join(event["dir"], f"started-{context.aws_request_id}"), "w"):
+            pass
+        await _await_file(os.path.join(event["dir"], "release"))
+    elif action == "learn":
+        await asyncio.sleep(float(event["seconds"]))
+    return {"action": action, "lane": context.lane}

@@ -21,6 +21,7 @@ import httptools
 import orjson
 
 from worker import marshal
+from worker.classify import classify
 from worker.config import Config
 from worker.context import ClientContext
 from worker.errors import LambdaError, too_many_requests
@@ -349,12 +350,16 @@ class HttpProtocol(asyncio.Protocol):
         kind = "event" if invocation_type == b"Event" else "invoke"
         exchange = _Exchange(kind, False, close)
         request_id = new_request_id()
+        # The event's own kind and route (an SQS batch, an API call, a direct "action")
+        # decide its lane, whatever function name the caller used.
+        what = classify(body)
         job = Job(
             event,
             self._replier(exchange, request_id),
             request_id=request_id,
             size=len(body),
-            route=name.decode("latin-1"),
+            kind=what.kind,
+            route=what.route or what.kind,
             trace_id=trace_id,
             client_context=client_context,
             raw=body,
@@ -395,12 +400,14 @@ class HttpProtocol(asyncio.Protocol):
             http_version=version,
         )
         exchange = _Exchange("proxy", head, close)
+        route = method.decode("latin-1") + " " + url.partition(b"?")[0].decode("latin-1")
         job = Job(
             event,
             self._replier(exchange, request_id),
             request_id=request_id,
             size=len(body),
             kind="apigw-http",
+            route=route,
         )
         self.pending.append(exchange)
         if not self.front.submit(job):

@@ -1,0 +1,87 @@
+"""Per-route profiles learned online, and the lane each route belongs in.
+
+A route's profile keeps an EWMA of its duration, a high quantile of its recent durations
+and an EWMA of its payload size. A route whose typical duration (the quantile) or payload
+passes its threshold is a marathon; every other route, and every route not seen yet, is
+a sprinter. Explicit overrides (`WORKER_ROUTES="route=marathon,…"`) win over what is
+learned. The table is bounded: routes beyond it are not profiled (they run as sprinters),
+so an API whose paths carry ids cannot grow it without end.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+SPRINTER = "sprinter"
+MARATHON = "marathon"
+WINDOW = 32  # durations kept per route for the quantile
+QUANTILE = 0.9
+ALPHA = 0.2  # EWMA weight of the newest observation
+
+
+class RouteProfile:
+    __slots__ = ("count", "duration", "recent", "size")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.duration = 0.0  # EWMA, seconds
+        self.size = 0.0  # EWMA, bytes
+        self.recent: deque[float] = deque(maxlen=WINDOW)
+
+    def observe(self, seconds: float, size: int) -> None:
+        if self.count == 0:
+            self.duration, self.size = seconds, float(size)
+        else:
+            self.duration += ALPHA * (seconds - self.duration)
+            self.size += ALPHA * (size - self.size)
+        self.count += 1
+        self.recent.append(seconds)
+
+    def quantile(self) -> float:
+        ordered = sorted(self.recent)
+        return ordered[min(len(ordered) - 1, int(QUANTILE * len(ordered)))] if ordered else 0.0
+
+
+def parse_overrides(text: str) -> dict[str, str]:
+    """`"GET /report=marathon,sqs:arn:…=sprinter"` → {route: lane} (the last `=` splits)."""
+    overrides: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        route, sep, lane = item.rpartition("=")
+        if not sep or lane not in (SPRINTER, MARATHON):
+            raise ValueError(f"WORKER_ROUTES entry {item!r}: expected ROUTE=sprinter|marathon")
+        overrides[route] = lane
+    return overrides
+
+
+class Profiles:
+    """Every profiled route of one process, and the rule that sends a route to a lane."""
+
+    def __init__(
+        self,
+        *,
+        slow_seconds: float = 1.0,
+        large_bytes: int = 1024 * 1024,
+        overrides: dict[str, str] | None = None,
+        max_routes: int = 10_000,
+    ) -> None:
+        self.slow_seconds = slow_seconds
+        self.large_bytes = large_bytes
+        self.overrides = dict(overrides or {})
+        self.max_routes = max_routes
+        self.routes: dict[str, RouteProfile] = {}
+        self._lanes: dict[str, str] = {}  # the decision, cached until the next observation
+
+    def lane_for(self, route: str) -> str:
+        lane = self.overrides.get(route) or self._lanes.get(route)
+        return lane or SPRINTER
+
+    def observe(self, route: str, seconds: float, size: int) -> None:
+        profile = self.routes.get(route)
+        if profile is None:
+            if len(self.routes) >= self.max_routes:
+                return
+            profile = self.routes[route] = RouteProfile()
+        profile.observe(seconds, size)
+        slow = profile.quantile() > self.slow_seconds
+        large = profile.size > self.large_bytes
+        self._lanes[route] = MARATHON if slow or large else SPRINTER
