@@ -69,13 +69,17 @@ class Classifier:
         self._compiled = getattr(self.scanner, "classify", None)
 
     def __call__(self, raw: bytes) -> Classification:
+        return Classification(*self.kind_route(raw))
+
+    def kind_route(self, raw: bytes) -> tuple[str, str]:
+        """The same answer as a plain tuple: the hot path's form (no named tuple)."""
         buf = raw if type(raw) is bytes else bytes(raw)
         if self._compiled is not None:
             kind, route = self._compiled(buf, self.route_key)
-            return _result(kind, route)
+            return kind, route.decode("utf-8", "replace") if route else ""
         return self._rules(buf)
 
-    def _rules(self, buf: bytes) -> Classification:
+    def _rules(self, buf: bytes) -> tuple[str, str]:
         fields = self.scanner.fields
         top: dict[bytes, Span] = fields(buf, 0, len(buf), self._top)
         if not top:
@@ -176,8 +180,8 @@ def _join(first: bytes | None, second: bytes | None) -> bytes:
     return (first or b"") + b" " + (second or b"")
 
 
-def _result(kind: str, route: bytes | None) -> Classification:
-    return Classification(kind, route.decode("utf-8", "replace") if route else "")
+def _result(kind: str, route: bytes | None) -> tuple[str, str]:
+    return kind, route.decode("utf-8", "replace") if route else ""
 
 
 #: The process-wide classifier (compiled scanner when built).

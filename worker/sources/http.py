@@ -352,14 +352,14 @@ class HttpProtocol(asyncio.Protocol):
         request_id = new_request_id()
         # The event's own kind and route (an SQS batch, an API call, a direct "action")
         # decide its lane, whatever function name the caller used.
-        what = classify(body)
+        what, route = classify.kind_route(body)
         job = Job(
             event,
             self._replier(exchange, request_id),
             request_id=request_id,
             size=len(body),
-            kind=what.kind,
-            route=what.route or what.kind,
+            kind=what,
+            route=route or what,
             trace_id=trace_id,
             client_context=client_context,
             raw=body,
