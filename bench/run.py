@@ -15,7 +15,7 @@ import platform
 import time
 from pathlib import Path
 
-from bench import http
+from bench import classify, http
 from bench.harness import ROOT
 
 
@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     lam_args = ["--rounds", "3", "--seconds", "2" if args.quick else "8", "--out", str(out)]
     print("[bench] lambda: worker lambda vs awslambdaric at 1, 8, 64, then model memory")
     lam_summary = lam.main(lam_args + (["--no-model"] if args.quick else []))
+    print("[bench] classify: extension, twin and orjson + checks over the corpus")
+    cls_args = ["--repeat", "3", "--number", "300"] if args.quick else []
+    cls_summary = classify.main([*cls_args, "--out", str(out)])
     method = summary["method"]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     report = [
@@ -64,6 +67,14 @@ def main(argv: list[str] | None = None) -> None:
         + (" Model memory is skipped in quick runs." if args.quick else ""),
         "",
         lam.table(lam_summary),
+        "",
+        "## Classification: compiled scanner vs pure-Python twin vs `orjson.loads` + key checks",
+        "",
+        f"Method: the test corpus (3 samples per kind), ns per event, median of "
+        f"{cls_summary['method']['repeat']} timed repeats of {cls_summary['method']['number']} "
+        "calls per sample, then the median per kind.",
+        "",
+        classify.table(cls_summary),
     ]
     (out / "report.md").write_text("\n".join(report) + "\n")
     print(f"[bench] wrote {out / 'report.md'} in {time.monotonic() - started:.0f}s")
