@@ -71,6 +71,54 @@ cdef Py_ssize_t _skip_value(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) 
     return i if i > start else -1
 
 
+cdef struct Span:
+    Py_ssize_t s
+    Py_ssize_t e
+
+
+cdef inline Py_ssize_t _open_object(const unsigned char* p, Py_ssize_t start, Py_ssize_t n) noexcept nogil:
+    """The index after the `{` of the object at `start`, or -1 when there is none."""
+    cdef Py_ssize_t i
+    if start < 0:
+        return -1
+    i = _skip_ws(p, start, n)
+    if i >= n or p[i] != 123:
+        return -1
+    return i + 1
+
+
+cdef inline Py_ssize_t _field(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
+                              Span* key, Span* value) noexcept nogil:
+    """Read one `"key": value` from `i`: the index after the value, or -1 if malformed."""
+    cdef Py_ssize_t key_end, value_end
+    i = _skip_ws(p, i, n)
+    if i >= n or p[i] != 34:
+        return -1
+    key_end = _skip_string(p, i, n)
+    if key_end < 0:
+        return -1
+    key.s = i + 1
+    key.e = key_end - 1
+    i = _skip_ws(p, key_end, n)
+    if i >= n or p[i] != 58:
+        return -1
+    i = _skip_ws(p, i + 1, n)
+    value_end = _skip_value(p, i, n)
+    if value_end < 0:
+        return -1
+    value.s = i
+    value.e = value_end
+    return value_end
+
+
+cdef inline Py_ssize_t _after(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    """After a value: the index past the `,` that announces another field, or -1."""
+    i = _skip_ws(p, i, n)
+    if i >= n or p[i] != 44:
+        return -1
+    return i + 1
+
+
 def skip_ws(bytes buf, Py_ssize_t i, Py_ssize_t n):
     return _skip_ws(buf, i, min(n, len(buf)))
 
@@ -87,36 +135,20 @@ def fields(bytes buf, Py_ssize_t start, Py_ssize_t end, frozenset wanted):
     """The wanted keys of the object at `start` and their value spans (start, end)."""
     cdef const unsigned char* p = buf
     cdef Py_ssize_t n = min(end, len(buf))
-    cdef Py_ssize_t i, key_end, value_end
+    cdef Py_ssize_t i, value_end
+    cdef Span k, v
     cdef dict found = {}
     cdef bytes key
-    if start < 0:
-        return found
-    i = _skip_ws(p, start, n)
-    if i >= n or p[i] != 123:
-        return found
-    i += 1
-    while True:
-        i = _skip_ws(p, i, n)
-        if i >= n or p[i] != 34:
-            return found
-        key_end = _skip_string(p, i, n)
-        if key_end < 0:
-            return found
-        key = buf[i + 1 : key_end - 1]
-        i = _skip_ws(p, key_end, n)
-        if i >= n or p[i] != 58:
-            return found
-        i = _skip_ws(p, i + 1, n)
-        value_end = _skip_value(p, i, n)
+    i = _open_object(p, start, n)
+    while i >= 0:
+        value_end = _field(p, i, n, &k, &v)
         if value_end < 0:
-            return found
+            break
+        key = buf[k.s : k.e]
         if key in wanted and key not in found:
-            found[key] = (i, value_end)
-        i = _skip_ws(p, value_end, n)
-        if i >= n or p[i] != 44:
-            return found
-        i += 1
+            found[key] = (v.s, v.e)
+        i = _after(p, value_end, n)
+    return found
 
 
 def first_element(bytes buf, Py_ssize_t start, Py_ssize_t end):
@@ -141,55 +173,32 @@ def first_element(bytes buf, Py_ssize_t start, Py_ssize_t end):
 from libc.string cimport memcmp, strlen
 
 
-cdef struct Span:
-    Py_ssize_t s
-    Py_ssize_t e
-
-
 cdef int _fields_c(const unsigned char* p, Py_ssize_t start, Py_ssize_t n,
                    const char** keys, const Py_ssize_t* lens, int nkeys, Span* out) noexcept nogil:
     """Like fields(): every slot whose key matches gets the first occurrence's span."""
-    cdef Py_ssize_t i, key_end, value_end, ks, kl
+    cdef Py_ssize_t i, value_end, kl
     cdef int k, found = 0
     cdef unsigned char c0
+    cdef Span key, value
     for k in range(nkeys):
         out[k].s = -1
         out[k].e = -1
-    if start < 0:
-        return 0
-    i = _skip_ws(p, start, n)
-    if i >= n or p[i] != 123:
-        return 0
-    i += 1
-    while True:
-        i = _skip_ws(p, i, n)
-        if i >= n or p[i] != 34:
-            return found
-        key_end = _skip_string(p, i, n)
-        if key_end < 0:
-            return found
-        ks = i + 1
-        kl = key_end - 1 - ks
-        i = _skip_ws(p, key_end, n)
-        if i >= n or p[i] != 58:
-            return found
-        i = _skip_ws(p, i + 1, n)
-        value_end = _skip_value(p, i, n)
+    i = _open_object(p, start, n)
+    while i >= 0:
+        value_end = _field(p, i, n, &key, &value)
         if value_end < 0:
-            return found
-        c0 = p[ks] if kl > 0 else 0
+            break
+        kl = key.e - key.s
+        c0 = p[key.s] if kl > 0 else 0
         for k in range(nkeys):
             # Length and first byte first: most keys are rejected without a memcmp.
             if (lens[k] == kl and out[k].s < 0
                     and (kl == 0 or <unsigned char>keys[k][0] == c0)
-                    and memcmp(p + ks, keys[k], kl) == 0):
-                out[k].s = i
-                out[k].e = value_end
+                    and memcmp(p + key.s, keys[k], kl) == 0):
+                out[k] = value
                 found += 1
-        i = _skip_ws(p, value_end, n)
-        if i >= n or p[i] != 44:
-            return found
-        i += 1
+        i = _after(p, value_end, n)
+    return found
 
 
 cdef inline Span _in(Span* spans, int k) noexcept nogil:
