@@ -9,16 +9,14 @@ ns per event, median of several timed repeats per sample, then the median per ki
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import timeit
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench.harness import ROOT
+from bench.harness import RESULTS, ROOT, publish, results_dir
 
 sys.path.insert(0, str(ROOT))  # the corpus lives with the tests
 
@@ -85,10 +83,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--number", type=int, default=2000)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest"))
+    ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out)
     compiled, twin = Classifier(), Classifier(scan)
     if compiled.backend != "extension":
         raise SystemExit("the compiled scanner is not built: pip install -e . compiles ext/")
@@ -117,10 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "method": {"repeat": args.repeat, "number": args.number, "statistic": "median"},
     }
-    (out / "classify.json").write_text(json.dumps(summary, indent=2))
-    text = table(summary)
-    (out / "classify.md").write_text(text)
-    print(text)
+    publish(out, "classify", summary, table(summary))
     return summary
 
 

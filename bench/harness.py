@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -164,6 +166,22 @@ def wrk(
         errors=sum(int(x) for x in errs.groups()) if errs else 0,
         cpu_us=cpu / max(1, requests) * 1e6,
     )
+
+
+RESULTS = ROOT / "bench" / "results" / "latest"
+
+
+def results_dir(path: str) -> Path:
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def publish(out: Path, name: str, summary: dict[str, Any], text: str) -> None:
+    """Write NAME.json (the figures) and NAME.md (the table) under `out`, and print the table."""
+    (out / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    (out / f"{name}.md").write_text(text)
+    print(text)
 
 
 def median(values: list[float]) -> float:

@@ -10,7 +10,6 @@ both alike. Reports medians of the rounds, the ratios, p50/p99 and server CPU pe
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 from dataclasses import asdict
@@ -19,7 +18,18 @@ from pathlib import Path
 import httptools
 import uvicorn
 
-from bench.harness import ROOT, WrkResult, free_port, median, python, server, write_script, wrk
+from bench.harness import (
+    RESULTS,
+    WrkResult,
+    free_port,
+    median,
+    publish,
+    python,
+    results_dir,
+    server,
+    write_script,
+    wrk,
+)
 
 INVOKE = "/2015-03-31/functions/bench/invocations"
 BODY = b'{"hello":"world","items":[1,2,3],"nested":{"k":"v"}}'
@@ -30,10 +40,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest"))
+    ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out)
     script = write_script(Path(tempfile.mkdtemp()) / "post.lua", BODY)
 
     ours_port, base_port = free_port(), free_port()
@@ -87,9 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "httptools": httptools.__version__,
         "statistic": "median of rounds",
     }
-    (out / "http.json").write_text(json.dumps(summary, indent=2))
-    (out / "http.md").write_text(table(summary))
-    print(table(summary))
+    publish(out, "http", summary, table(summary))
     return summary
 
 

@@ -13,7 +13,6 @@ total PSS of each runtime's tree.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 import urllib.request
@@ -21,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import (
-    ROOT,
+    RESULTS,
     descendants,
     free_port,
     median,
     proc_cpu_seconds,
+    publish,
     python,
+    results_dir,
     server,
     tree_cpu_seconds,
     tree_pss_mb,
@@ -117,10 +118,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--levels", default="1,8,64")
     ap.add_argument("--no-model", action="store_true")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest"))
+    ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out)
     script = write_script(Path(tempfile.mkdtemp()) / "post.lua", b'{"hello":"world"}')
     levels = [int(x) for x in args.levels.split(",")]
     runs: dict[str, dict[str, list[dict[str, float]]]] = {
@@ -163,10 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "statistic": "median of rounds",
         "load": "wrk, 2 threads, max(8, 2 x concurrency) connections, through worker emulate",
     }
-    (out / "lambda.json").write_text(json.dumps(summary, indent=2))
-    text = table(summary)
-    (out / "lambda.md").write_text(text)
-    print(text)
+    publish(out, "lambda", summary, table(summary))
     return summary
 
 

@@ -13,19 +13,17 @@ import importlib
 import os
 import platform
 import time
-from pathlib import Path
 
 from bench import classify, http
-from bench.harness import ROOT
+from bench.harness import RESULTS, results_dir
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="3 rounds of 2 s: a smoke run")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest"))
+    ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out)
     seconds = "2" if args.quick else "10"
     started = time.monotonic()
     print(f"[bench] http: 3 rounds x 4 runs x {seconds}s", flush=True)

@@ -119,18 +119,6 @@ cdef inline Py_ssize_t _after(const unsigned char* p, Py_ssize_t i, Py_ssize_t n
     return i + 1
 
 
-def skip_ws(bytes buf, Py_ssize_t i, Py_ssize_t n):
-    return _skip_ws(buf, i, min(n, len(buf)))
-
-
-def skip_string(bytes buf, Py_ssize_t i, Py_ssize_t n):
-    return _skip_string(buf, i, min(n, len(buf)))
-
-
-def skip_value(bytes buf, Py_ssize_t i, Py_ssize_t n):
-    return _skip_value(buf, i, min(n, len(buf)))
-
-
 def fields(bytes buf, Py_ssize_t start, Py_ssize_t end, frozenset wanted):
     """The wanted keys of the object at `start` and their value spans (start, end)."""
     cdef const unsigned char* p = buf

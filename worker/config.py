@@ -241,6 +241,3 @@ class Config:
 
     def queue_for(self, index: int) -> int:
         return self.share(self.total_queue_size, index)
-
-    def replace(self, **changes: Any) -> Config:
-        return dataclasses.replace(self, **changes)

@@ -68,7 +68,8 @@ class Supervisor:
         # SIGTERM during init: leave cleanly (the finally below removes the scratch root).
         signal.signal(signal.SIGTERM, _raise_exit)
         try:
-            with InitResponder(listeners.sockets):
+            responder = InitResponder(listeners.sockets) if listeners.sockets else None
+            with responder or contextlib.nullcontext():
                 handler = run_init(lambda: handlers.load(cfg.handler), cfg.init_timeout)
         except LambdaError as exc:
             sys.stderr.write(orjson.dumps(exc.body()).decode() + "\n")

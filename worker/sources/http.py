@@ -139,7 +139,6 @@ class HttpProtocol(asyncio.Protocol):
         self.header_bytes = 0
         self.body: list[bytes] = []
         self.body_len = 0
-        self.expect_continue = False
 
     # -- connection --------------------------------------------------------------
 
@@ -246,6 +245,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         limit = self.config.max_payload
+        expect_continue = False
         for name, value in self.headers:
             if name == b"content-length":
                 try:
@@ -256,8 +256,8 @@ class HttpProtocol(asyncio.Protocol):
                     # Refused before the body is read: it never enters memory.
                     raise _Refuse(413, "RequestEntityTooLargeException", _too_large(limit))
             elif name == b"expect" and value.lower() == b"100-continue":
-                self.expect_continue = True
-        if self.expect_continue and self.transport is not None:
+                expect_continue = True
+        if expect_continue and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.deadline = time.monotonic() + self.config.body_timeout
 

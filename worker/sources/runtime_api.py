@@ -108,11 +108,9 @@ class RuntimeApiSource:
         self.gone = False
         self._polling: set[asyncio.Task[None]] = set()
         self._pollers: list[asyncio.Task[None]] = []
-        self._done: asyncio.Event | None = None
 
     async def run(self) -> int:
         """Poll until `stop()` (returns 0) or until the Runtime API is gone."""
-        self._done = asyncio.Event()
         self._pollers = [asyncio.ensure_future(self._poller()) for _ in range(self.slots)]
         await asyncio.gather(*self._pollers, return_exceptions=True)
         return EXIT_API_GONE if self.gone else 0

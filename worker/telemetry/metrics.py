@@ -40,6 +40,13 @@ FAMILIES: dict[str, tuple[str, str]] = {
 }
 
 
+def _count(hist: list[float], seconds: float) -> None:
+    """Add one observation to a histogram laid out as buckets…, overflow, sum, count."""
+    hist[bisect.bisect_left(BUCKETS, seconds)] += 1
+    hist[-2] += seconds
+    hist[-1] += 1
+
+
 def _key(name: str, labels: Labels) -> str:
     return name + "|" + ",".join(f"{k}={v}" for k, v in labels)
 
@@ -69,10 +76,7 @@ class LaneStats:
         self.invocations += 1
         if error_type is not None:
             self.errors[error_type] = self.errors.get(error_type, 0) + 1
-        hist = self.hist
-        hist[bisect.bisect_left(BUCKETS, seconds)] += 1
-        hist[-2] += seconds
-        hist[-1] += 1
+        _count(self.hist, seconds)
 
     def export(self) -> tuple[dict[str, float], dict[str, list[float]]]:
         counters = {_key("worker_invocations_total", self.labels): float(self.invocations)}
@@ -108,9 +112,7 @@ class Metrics:
             hist = self.hists.get(key)
             if hist is None:
                 hist = self.hists[key] = [0.0] * (len(BUCKETS) + 3)
-            hist[bisect.bisect_left(BUCKETS, seconds)] += 1
-            hist[-2] += seconds
-            hist[-1] += 1
+            _count(hist, seconds)
 
     def gauge(self, name: str, labels: Labels, read: Callable[[], float]) -> None:
         """A gauge read when a snapshot is taken (queue depth, in-flight)."""
