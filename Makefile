@@ -10,7 +10,8 @@ QUICK ?=
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py
+# The compiled extensions are part of the install: editing ext/ must rebuild them.
+$(STAMP): pyproject.toml setup.py $(wildcard ext/*.pyx)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -e '.[dev]'
