@@ -1,4 +1,7 @@
-"""The context object a handler receives: Lambda's attributes plus `tmp`, `deadline`, `lane`."""
+"""The context object a handler receives: Lambda's attributes plus `tmp`, `deadline`, `lane`.
+
+Ours besides Lambda's: `tmp`, `deadline`, `lane`, the event's classified `kind` and `route`,
+and `params` (path parameters a `Router` matched)."""
 
 from __future__ import annotations
 
@@ -70,10 +73,13 @@ class LambdaContext:
         "function_version",
         "identity",
         "invoked_function_arn",
+        "kind",
         "lane",
         "log_group_name",
         "log_stream_name",
         "memory_limit_in_mb",
+        "params",
+        "route",
         "tenant_id",
         "trace_id",
     )
@@ -95,6 +101,8 @@ class LambdaContext:
         client_context: ClientContext | None = None,
         trace_id: str | None = None,
         tenant_id: str | None = None,
+        kind: str | None = None,
+        route: str = "",
     ) -> None:
         self.aws_request_id = request_id
         self.deadline = deadline
@@ -109,6 +117,9 @@ class LambdaContext:
         self.client_context = client_context
         self.trace_id = trace_id
         self.tenant_id = tenant_id
+        self.kind = kind  # what the classifier made of the event (None: not classified)
+        self.route = route
+        self.params: dict[str, str] = {}  # path parameters, when a Router matched a template
         self._worker_tmp = worker_tmp
         self._tmp: str | None = None
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.errors import LambdaError, stack_of
+from worker.router import Router
 
 HandlerFn = Callable[[Any, Any], Any]
 
@@ -22,6 +23,9 @@ class Handler:
     spec: str
     fn: HandlerFn
     is_async: bool
+    #: A dispatching handler (`worker.router.Router`) picks the function per event:
+    #: `resolve(event, context, kind, route) -> (fn, is_async)`.
+    resolve: Callable[[Any, Any, str | None, str], tuple[HandlerFn, bool]] | None = None
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -75,6 +79,8 @@ def load(spec: str, task_root: str | None = None) -> Handler:
         raise LambdaError(
             "Runtime.HandlerNotFound", f"Handler '{attr}' missing on module '{module_name}'"
         )
+    if isinstance(target, Router):
+        return Handler(spec=spec, fn=target, is_async=target.is_async, resolve=target.resolve)
     is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
         getattr(target, "__call__", None)  # noqa: B004 - async callable objects
     )

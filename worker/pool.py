@@ -15,7 +15,7 @@ from typing import Any
 from worker.config import Config
 from worker.context import LambdaContext
 from worker.errors import LambdaError, from_exception, timed_out
-from worker.handler import Handler
+from worker.handler import Handler, HandlerFn
 from worker.jobs import Job
 from worker.lanes import Lane, Lanes
 from worker.telemetry.logs import request_id
@@ -179,6 +179,8 @@ class Pool:
             client_context=job.client_context,
             trace_id=job.trace_id,
             tenant_id=job.tenant_id,
+            kind=job.kind,
+            route=job.route,
         )
 
     async def _invoke(self, job: Job, slot: Slot) -> None:
@@ -195,16 +197,18 @@ class Pool:
         result: Any = None
         error: LambdaError | None = None
         thread: Future[Any] | None = None
+        handler = self.handler
         try:
-            if self.handler.is_async:
-                result = await self.handler.fn(job.event, ctx)
+            fn, is_async = handler.fn, handler.is_async
+            if handler.resolve is not None:
+                fn, is_async = handler.resolve(job.event, ctx, job.kind, job.route)
+            if is_async:
+                result = await fn(job.event, ctx)
             elif self.inline:
-                result = self._run_inline(job, ctx, budget)
+                result = self._run_inline(fn, job, ctx, budget)
             else:
                 # The thread runs in a copy of this slot's context: it logs this request id.
-                thread = self.threads.submit(
-                    contextvars.copy_context().run, self.handler.fn, job.event, ctx
-                )
+                thread = self.threads.submit(contextvars.copy_context().run, fn, job.event, ctx)
                 result = await asyncio.wrap_future(thread)
         except asyncio.CancelledError:
             if not slot.expired:
@@ -243,7 +247,7 @@ class Pool:
         else:
             self._finish(job, slot, ctx, result, error, clock)
 
-    def _run_inline(self, job: Job, ctx: LambdaContext, budget: float) -> Any:
+    def _run_inline(self, fn: HandlerFn, job: Job, ctx: LambdaContext, budget: float) -> Any:
         """Run a sync handler on the loop thread, interrupted by SIGALRM at its deadline."""
 
         def expire(signum: int, frame: object) -> None:
@@ -252,7 +256,7 @@ class Pool:
         previous = signal.signal(signal.SIGALRM, expire)
         signal.setitimer(signal.ITIMER_REAL, max(budget, 0.001))
         try:
-            return self.handler.fn(job.event, ctx)
+            return fn(job.event, ctx)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from worker import marshal
+from worker.classify import classify
 from worker.context import ClientContext, CognitoIdentity
 from worker.errors import LambdaError
 from worker.jobs import Job
@@ -195,11 +196,14 @@ class RuntimeApiSource:
         identity = _json_header(h.get(b"lambda-runtime-cognito-identity"))
         arn = h.get(b"lambda-runtime-invoked-function-arn")
         tenant = h.get(b"lambda-runtime-aws-tenant-id")
+        what, route = classify.kind_route(resp.body)
         job = Job(
             event,
             lambda result, error: self._answer(answer, request_id, result, error),
             request_id=request_id,
             size=len(resp.body),
+            kind=what,
+            route=route or what,
             deadline=int(deadline_ms) / 1000 if deadline_ms and deadline_ms.isdigit() else None,
             trace_id=trace_id.decode() if trace_id else None,
             client_context=ClientContext.from_json(cc),
