@@ -14,7 +14,7 @@ LogFormat = Literal["JSON", "Text"]
 DEFAULT_MAX_PAYLOAD = 6 * 1024 * 1024 + 100
 
 
-def _cores() -> int:
+def cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
@@ -208,7 +208,7 @@ class Config:
 
     @property
     def worker_processes(self) -> int:
-        wanted = self.processes or _cores()
+        wanted = self.processes or cores()
         # Never more processes than slots: an idle process only costs memory.
         return max(1, min(wanted, self.total_concurrency))
 
@@ -216,7 +216,7 @@ class Config:
     def total_concurrency(self) -> int:
         if self.concurrency:
             return self.concurrency
-        return 1 if self.mode == "lambda" else 16 * (self.processes or _cores())
+        return 1 if self.mode == "lambda" else 16 * (self.processes or cores())
 
     @property
     def total_queue_size(self) -> int:

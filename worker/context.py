@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from worker import scratch
+from worker.inference import host
 
 
 class CognitoIdentity:
@@ -131,6 +132,15 @@ class LambdaContext:
         if self._tmp is None:
             self._tmp = scratch.invocation_dir(self._worker_tmp)
         return self._tmp
+
+    def infer(self, name: str, item: Any) -> Any:
+        """`item` through model `name`, batched with every other slot's requests.
+
+        `await context.infer(...)` in an async handler; a plain call from a sync one (it
+        blocks its thread until the batch has run). Requests still waiting when the
+        invocation's deadline passes never reach the model.
+        """
+        return host.infer(name, item, self.deadline)
 
     def close(self) -> None:
         """End of the invocation: its scratch directory goes, whatever is in it."""

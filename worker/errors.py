@@ -46,5 +46,9 @@ def timed_out(seconds: float) -> LambdaError:
     return LambdaError("Sandbox.Timedout", f"Task timed out after {seconds:.2f} seconds")
 
 
+#: The error type of shed load: a full lane, a full model queue. Sources answer it 429.
+THROTTLED = "TooManyRequestsException"
+
+
 def too_many_requests(message: str) -> LambdaError:
-    return LambdaError("TooManyRequestsException", message)
+    return LambdaError(THROTTLED, message)

@@ -16,6 +16,7 @@ from worker.config import Config
 from worker.context import LambdaContext
 from worker.errors import LambdaError, from_exception, timed_out
 from worker.handler import Handler, HandlerFn
+from worker.inference import registry
 from worker.jobs import Job
 from worker.lanes import Lane, Lanes
 from worker.telemetry.logs import request_id
@@ -91,6 +92,8 @@ class Pool:
             and not handler.is_async
             and sum(lane.slots for lane in lanes.all) == 1
             and threading.current_thread() is threading.main_thread()
+            # context.infer() from a sync handler waits on the loop: not from the loop.
+            and not registry.MODELS
         )
         self._watcher: asyncio.Task[None] | None = None
         self._stats = {lane.name: metrics.lane(lane.name) for lane in lanes.all}

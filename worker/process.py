@@ -14,6 +14,7 @@ import uvloop
 from worker import jobs, scratch
 from worker.config import Config
 from worker.handler import Handler
+from worker.inference import host as inference
 from worker.lanes import Lane, Lanes
 from worker.pool import Pool
 from worker.profiles import MARATHON, SPRINTER, Profiles, parse_overrides
@@ -71,6 +72,7 @@ class WorkerProcess:
             worker_tmp=worker_tmp,
             metrics=self.metrics,
         )
+        models = inference.start(self.metrics, self.config.worker_processes)
         pool.start()
         log.info(
             "worker started",
@@ -85,6 +87,8 @@ class WorkerProcess:
             code, finished = await self._serve_runtime_api(pool, slots)
         else:
             code, finished = await self._serve_http(pool)
+        if models is not None:
+            inference.stop()
         self.store.write(self.name, self.metrics.snapshot() | {"gauges": {}})
         log.info("worker stopped", extra={"fields": {"pid": os.getpid(), "drained": finished}})
         return code

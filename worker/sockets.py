@@ -63,6 +63,13 @@ class Listeners:
                 sock.close()
         return mine
 
+    def shrink(self, count: int) -> None:
+        """Keep the first `count` sockets (the init phase chose fewer workers): a socket
+        without a worker would hold its connections forever."""
+        for sock in self.sockets[max(1, count) :]:
+            sock.close()
+        del self.sockets[max(1, count) :]
+
     def close(self) -> None:
         for sock in self.sockets:
             with contextlib.suppress(OSError):

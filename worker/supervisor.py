@@ -8,6 +8,7 @@ whatever the init phase loaded) copy-on-write, and a replacement starts in milli
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import logging
 import os
@@ -22,6 +23,7 @@ from worker import process, scratch
 from worker.config import Config
 from worker.errors import LambdaError
 from worker.handler import Handler
+from worker.inference import registry
 from worker.initphase import InitResponder, run_init
 from worker.sockets import Listeners
 from worker.sources.runtime_api import EXIT_API_GONE, error_request, parse_address
@@ -70,7 +72,7 @@ class Supervisor:
         try:
             responder = InitResponder(listeners.sockets) if listeners.sockets else None
             with responder or contextlib.nullcontext():
-                handler = run_init(lambda: handlers.load(cfg.handler), cfg.init_timeout)
+                handler = run_init(lambda: self._init(cfg), cfg.init_timeout)
         except LambdaError as exc:
             sys.stderr.write(orjson.dumps(exc.body()).decode() + "\n")
             log.error("init failed: %s: %s", exc.error_type, exc.message)
@@ -89,10 +91,21 @@ class Supervisor:
             listeners.close()
             scratch.remove(self.root)
 
+    def _init(self, cfg: Config) -> Handler:
+        """The init phase: import the handler, then load every model it registered."""
+        handler = handlers.load(cfg.handler)
+        registry.load_all()
+        if registry.on_gpu() and cfg.worker_processes > 1:
+            # CUDA does not survive a fork: one process owns the models and all the slots.
+            log.info("a model is on the GPU: running one worker process")
+            self.config = dataclasses.replace(cfg, processes=1)
+        return handler
+
     def _supervise(self, listeners: Listeners, handler: Handler) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         cfg = self.config
+        listeners.shrink(cfg.worker_processes)
         log.info(
             "serving",
             extra={

@@ -24,7 +24,7 @@ from worker import marshal
 from worker.classify import classify
 from worker.config import Config
 from worker.context import ClientContext
-from worker.errors import LambdaError, too_many_requests
+from worker.errors import THROTTLED, LambdaError, too_many_requests
 from worker.jobs import Job, Reply, new_request_id
 from worker.sources import apigw
 
@@ -463,6 +463,8 @@ class HttpProtocol(asyncio.Protocol):
                 )
             except LambdaError as exc:
                 error = exc
+        if error.error_type == THROTTLED:
+            return self._shed(exchange, error, rid, close)
         # A function error is still a 200 for the Invoke API, flagged by this header.
         data = orjson.dumps(error.body(request_id))
         extra = rid + b"x-amz-function-error: Unhandled\r\n"
@@ -497,11 +499,24 @@ class HttpProtocol(asyncio.Protocol):
                 return None
             except LambdaError as exc:
                 error = exc
+        if error.error_type == THROTTLED:
+            return self._shed(exchange, error, rid, close)
         # API Gateway's answer when the integration fails; details go to the log only.
         log.error("proxy invocation failed: %s: %s", error.error_type, error.message)
         extra = rid + b"x-amz-function-error: Unhandled\r\n"
         exchange.data = self._response(
             502, b'{"message":"Internal Server Error"}', close, extra=extra, head=head
+        )
+        return error
+
+    def _shed(
+        self, exchange: _Exchange, error: LambdaError, rid: bytes, close: bool
+    ) -> LambdaError:
+        """The runtime shed this invocation after admitting it (a model's queue was full,
+        or it could not finish in time): 429, as a full lane answers, so callers retry."""
+        body = orjson.dumps({"errorType": error.error_type, "errorMessage": error.message})
+        exchange.data = self._response(
+            429, body, close, extra=rid + b"retry-after: 1\r\n", head=exchange.head
         )
         return error
 

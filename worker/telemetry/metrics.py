@@ -27,6 +27,11 @@ BUCKETS: tuple[float, ...] = (
     30.0, 60.0, 300.0, 900.0,
 )  # fmt: skip
 
+#: Batch sizes (items, or tokens with a size_fn): powers of two.
+SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+#: Histogram families that count something other than seconds.
+BUCKETS_OF: dict[str, tuple[float, ...]] = {"worker_batch_size": SIZE_BUCKETS}
+
 #: name -> (type, help). Names are fixed here so every process renders the same families.
 FAMILIES: dict[str, tuple[str, str]] = {
     "worker_invocations_total": ("counter", "Invocations finished, by lane."),
@@ -37,12 +42,24 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "worker_invocation_duration_seconds": ("histogram", "Handler time per invocation."),
     "worker_restarts_total": ("counter", "Worker processes replaced after they died."),
     "worker_processes": ("gauge", "Worker processes alive."),
+    "worker_batch_size": ("histogram", "Items per inference batch, by model."),
+    "worker_batch_wait_seconds": ("histogram", "Wait of a batch's oldest request, by model."),
+    "worker_batch_seconds": ("histogram", "Batch function time per batch, by model."),
+    "worker_inference_queue_depth": ("gauge", "Inference requests waiting for a batch."),
+    "worker_inference_rejections_total": (
+        "counter",
+        "Inference requests refused at once (queue bound, predicted deadline miss), by model.",
+    ),
+    "worker_inference_expired_total": (
+        "counter",
+        "Inference requests dropped unrun because their invocation's deadline passed.",
+    ),
 }
 
 
-def _count(hist: list[float], seconds: float) -> None:
+def _count(hist: list[float], seconds: float, buckets: tuple[float, ...] = BUCKETS) -> None:
     """Add one observation to a histogram laid out as buckets…, overflow, sum, count."""
-    hist[bisect.bisect_left(BUCKETS, seconds)] += 1
+    hist[bisect.bisect_left(buckets, seconds)] += 1
     hist[-2] += seconds
     hist[-1] += 1
 
@@ -110,9 +127,10 @@ class Metrics:
         key = _key(name, labels)
         with self._lock:
             hist = self.hists.get(key)
+            buckets = BUCKETS_OF.get(name, BUCKETS)
             if hist is None:
-                hist = self.hists[key] = [0.0] * (len(BUCKETS) + 3)
-            _count(hist, seconds)
+                hist = self.hists[key] = [0.0] * (len(buckets) + 3)
+            _count(hist, seconds, buckets)
 
     def gauge(self, name: str, labels: Labels, read: Callable[[], float]) -> None:
         """A gauge read when a snapshot is taken (queue depth, in-flight)."""
@@ -219,7 +237,7 @@ def render(snap: dict[str, Any]) -> str:
         name, labels = _unkey(key)
         lines = series.setdefault(name, [])
         cumulative = 0.0
-        for bound, count in zip(BUCKETS, hist, strict=False):
+        for bound, count in zip(BUCKETS_OF.get(name, BUCKETS), hist, strict=False):
             cumulative += count
             lines.append(
                 f"{name}_bucket{_fmt_labels(labels, ('le', repr(bound)))} {_num(cumulative)}"

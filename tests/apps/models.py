@@ -1,0 +1,75 @@
+"""Handlers over registered models, with knobs in the environment for the tests.
+
+MODEL_CALLS: a file the loader appends "load <pid>" to (a loader call count per
+environment). MODEL_LOAD: "raise" or "hang". MODEL_BYTES: weights to hold (shared by
+the worker processes). MODEL_DELAY: seconds each batch takes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import worker
+
+HELD: list[bytearray] = []  # the "weights", alive for the process's life
+
+
+def _note(line: str) -> None:
+    path = os.environ.get("MODEL_CALLS")
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+
+
+@worker.model("double", max_batch_size=16, max_wait_ms=20, warmup=[0], device="cpu")
+def load_double() -> Any:
+    _note(f"load {os.getpid()}")
+    behaviour = os.environ.get("MODEL_LOAD", "")
+    if behaviour == "raise":
+        raise RuntimeError("weights are corrupt")
+    if behaviour == "hang":
+        time.sleep(3600)
+    weights = bytearray(int(os.environ.get("MODEL_BYTES", "0")))
+    for i in range(0, len(weights), 4096):  # really resident, page by page
+        weights[i] = 1
+    HELD.append(weights)
+    delay = float(os.environ.get("MODEL_DELAY", "0.02"))
+
+    def batch(xs: list[Any]) -> list[Any]:
+        time.sleep(delay)
+        return [x * 2 for x in xs]
+
+    return batch
+
+
+async def handler(event: Any, context: Any) -> Any:
+    return {"out": await context.infer("double", event["x"]), "pid": os.getpid()}
+
+
+def sync_handler(event: Any, context: Any) -> Any:
+    return {"out": context.infer("double", event["x"]), "pid": os.getpid()}
+
+
+async def unknown(event: Any, context: Any) -> Any:
+    return await context.infer("no-such-model", 1)
+
+
+@worker.model("narrow", max_batch_size=1, max_queue=1, device="cpu")
+def load_narrow() -> Any:
+    """One item a batch, one waiting: each batch holds until NARROW_GATE exists."""
+
+    def batch(xs: list[Any]) -> list[Any]:
+        gate = os.environ["NARROW_GATE"]
+        with open(gate + ".entered", "a") as f:
+            f.write(f"{xs[0]}\n")
+        while not os.path.exists(gate):
+            time.sleep(0.005)
+        return xs
+
+    return batch
+
+
+async def narrow(event: Any, context: Any) -> Any:
+    return await context.infer("narrow", event["x"])

@@ -1,0 +1,120 @@
+"""The models as one worker process reaches them: a batcher per model on its loop.
+
+On the CPU every worker process is forked from the supervisor after the init phase has
+loaded the models, so the weights are in memory once (pages shared copy-on-write; torch
+never writes to them at inference) and each process batches its own slots' requests over
+them. Each process's torch gets its share of the cores, so the processes' batches do not
+fight over threads. On a GPU, CUDA state does not survive a fork: the supervisor then runs
+a single worker process, which owns the models, and all slots reach them through it.
+
+`infer(name, item, deadline)` is what `context.infer` calls. On the loop's thread (an
+async handler) it returns an awaitable; on any other thread (a sync handler) it blocks
+until the batch with the item has run, so the same call serves both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable
+from typing import Any
+
+from worker.config import cores
+from worker.errors import LambdaError
+from worker.inference import registry
+from worker.inference.batcher import Batcher
+from worker.telemetry.metrics import Metrics
+
+log = logging.getLogger("worker.inference")
+
+
+class Host:
+    """This process's batchers, bound to its loop."""
+
+    def __init__(
+        self,
+        specs: list[registry.ModelSpec],
+        metrics: Metrics,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.loop = loop
+        self.batchers = {spec.name: Batcher(spec, metrics) for spec in specs}
+
+    def infer(self, name: str, item: Any, deadline: float | None) -> Any:
+        batcher = self.batchers.get(name)
+        if batcher is None:
+            raise unknown_model(name)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            return batcher.infer(item, deadline)
+        # A handler thread: hand the request to the loop and wait for its batch.
+        future = asyncio.run_coroutine_threadsafe(batcher.infer(item, deadline), self.loop)
+        return future.result()
+
+    def close(self) -> None:
+        for batcher in self.batchers.values():
+            batcher.close()
+
+
+#: This process's host, once its loop runs (None in the supervisor and outside a runtime).
+current: Host | None = None
+
+
+def start(metrics: Metrics, processes: int) -> Host | None:
+    """Called in a worker process on its loop: batchers for every loaded model."""
+    global current
+    specs = [spec for spec in registry.MODELS.values() if spec.fn is not None]
+    if not specs:
+        return None
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        # The cores are shared by the worker processes: each batch gets its share.
+        torch.set_num_threads(max(1, cores() // max(1, processes)))
+    current = Host(specs, metrics, asyncio.get_running_loop())
+    return current
+
+
+def stop() -> None:
+    global current
+    if current is not None:
+        current.close()
+        current = None
+
+
+def unknown_model(name: str) -> LambdaError:
+    known = ", ".join(sorted(registry.MODELS)) or "none"
+    return LambdaError(
+        "Runtime.ModelNotFound", f"No model named '{name}' is registered (registered: {known})"
+    )
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+def infer(name: str, item: Any, deadline: float | None = None) -> Any:
+    """One input through model `name`: an awaitable on the loop's thread, else the output.
+
+    Outside a runtime (a unit test calling the handler directly) the model is loaded on
+    first use and called with a batch of one.
+    """
+    host = current
+    if host is not None:
+        return host.infer(name, item, deadline)
+    spec = registry.MODELS.get(name)
+    if spec is None:
+        raise unknown_model(name)
+    if spec.fn is None:
+        registry.load(spec)
+    assert spec.fn is not None
+    output = registry.run_batch(spec.fn, [item])[0]
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return output
+    result: Awaitable[Any] = _ready(output)
+    return result
