@@ -83,14 +83,18 @@ def tree_cpu_seconds(pid: int) -> float:
 
 @contextlib.contextmanager
 def server(
-    argv: list[str], port: int, ready_path: str = "/", env: dict[str, str] | None = None
+    argv: list[str],
+    port: int,
+    ready_path: str = "/",
+    env: dict[str, str] | None = None,
+    ready_within: float = 30.0,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a server we own, wait until it answers, stop it (by PID) afterwards."""
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     environ = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     proc = subprocess.Popen(argv, cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
     try:
-        end = time.monotonic() + 30
+        end = time.monotonic() + ready_within
         while True:
             if proc.poll() is not None:
                 log.seek(0)
@@ -122,6 +126,7 @@ class WrkResult:
     p99_ms: float
     non_2xx: int
     errors: int
+    function_errors: int  # 200s flagged X-Amz-Function-Error (scripts that count them)
     cpu_us: float  # server CPU per request
 
 
@@ -163,6 +168,9 @@ def wrk(
         p50_ms=_ms(lat.get("50", "nan")),
         p99_ms=_ms(lat.get("99", "nan")),
         non_2xx=int(non2xx.group(1)) if non2xx else 0,
+        function_errors=int(fe.group(1))
+        if (fe := re.search(r"function errors: (\d+)", out))
+        else 0,
         errors=sum(int(x) for x in errs.groups()) if errs else 0,
         cpu_us=cpu / max(1, requests) * 1e6,
     )

