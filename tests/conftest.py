@@ -207,3 +207,70 @@ def emulate(procs: Procs) -> Callable[..., Proc]:
         return procs.start(argv, env, ready, port_flag_first=True)
 
     return start
+
+
+class Moto:
+    """A real moto server on 127.0.0.1 (AWS's HTTP APIs), one per test session."""
+
+    def __init__(self, port: int, proc: subprocess.Popen[bytes]) -> None:
+        self.port = port
+        self.proc = proc
+        self.endpoint = f"http://127.0.0.1:{port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a worker needs to talk to it."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+        }
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        end = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > end:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.05)
+        yield Moto(port, proc)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def sqs_worker(procs: Procs, moto: Moto) -> Callable[..., Proc]:
+    """`worker sqs HANDLER --queue-url URL ARGS…` against moto, ready when returned."""
+
+    def start(handler: str, queue_url: str, *args: str, env: dict[str, str] | None = None) -> Proc:
+        argv = ["sqs", handler, "--queue-url", queue_url, *args]
+        return procs.start(argv, {**moto.env, **(env or {})}, True, port_flag_first=False)
+
+    return start

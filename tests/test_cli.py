@@ -17,11 +17,17 @@ def test_bare_handler_picks_serve_or_lambda() -> None:
     assert normalise(["serve", "mod.fn"], {}) == ["serve", "mod.fn"]
 
 
-def test_commands_not_in_this_build_fail_clearly(capsys: pytest.CaptureFixture[str]) -> None:
+def test_sqs_without_a_queue_fails_clearly(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["sqs", "mod.fn"])
     assert info.value.code == 2
-    assert "not part of this build yet" in capsys.readouterr().err
+    assert "needs --queue-url" in capsys.readouterr().err
+
+
+def test_sqs_batch_size_is_bounded_by_sqs(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["sqs", "mod.fn", "--queue-url", "http://127.0.0.1:1/q", "--batch-size", "11"])
+    assert info.value.code == 2 and "batch_size must be 1-10" in capsys.readouterr().err
 
 
 def test_a_command_after_dashes_is_only_for_emulate(capsys: pytest.CaptureFixture[str]) -> None:

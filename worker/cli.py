@@ -10,10 +10,6 @@ from collections.abc import Sequence
 from worker.config import SETTINGS, Config
 
 COMMANDS = ("serve", "lambda", "sqs", "emulate")
-#: Commands whose sources are not in this build yet; they fail with a clear message.
-NOT_YET = {
-    "sqs": "the SQS worker",
-}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,11 +51,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         cut = argv.index("--")
         argv, command = argv[:cut], argv[cut + 1 :]
     args = parser().parse_intermixed_args(normalise(argv, dict(os.environ)))
-    if args.command in NOT_YET:
-        sys.stderr.write(
-            f"worker {args.command}: {NOT_YET[args.command]} is not part of this build yet\n"
-        )
-        raise SystemExit(2)
     overrides = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
     overrides["log_level"] = args.log_level
     if args.handler:

@@ -108,6 +108,36 @@ SETTINGS: dict[str, Setting] = {
         parse=int,
         help="failed Runtime API calls in a row before the environment ends",
     ),
+    "queue_url": Setting(
+        env="WORKER_SQS_QUEUE_URL", flag="--queue-url", parse=str, help="SQS queue to consume"
+    ),
+    "batch_size": Setting(
+        env="WORKER_SQS_BATCH_SIZE",
+        flag="--batch-size",
+        parse=int,
+        help="SQS messages per invocation (1-10)",
+    ),
+    "pollers": Setting(
+        env="WORKER_SQS_POLLERS",
+        flag="--pollers",
+        parse=int,
+        help="concurrent SQS long polls per worker process",
+    ),
+    "wait_seconds": Setting(
+        env="WORKER_SQS_WAIT_SECONDS", flag=None, parse=int, help="SQS long-poll wait (0-20)"
+    ),
+    "visibility_timeout": Setting(
+        env="WORKER_SQS_VISIBILITY_TIMEOUT",
+        flag=None,
+        parse=int,
+        help="SQS visibility timeout in s (0: the queue's own)",
+    ),
+    "model_threads": Setting(
+        env="WORKER_MODEL_THREADS",
+        flag=None,
+        parse=int,
+        help="torch threads per worker process for models (0: cores / processes)",
+    ),
     "log_level": Setting(env="AWS_LAMBDA_LOG_LEVEL", flag=None, parse=str, help="log level"),
     "log_format": Setting(
         env="AWS_LAMBDA_LOG_FORMAT", flag=None, parse=str, help="JSON or Text logs"
@@ -149,6 +179,12 @@ class Config:
     routes: str = ""
     runtime_api: str = ""  # AWS_LAMBDA_RUNTIME_API: host:port of the Runtime API
     runtime_api_attempts: int = 10
+    model_threads: int = 0  # 0: the cores shared out over the worker processes
+    queue_url: str = ""
+    batch_size: int = 10
+    pollers: int = 2
+    wait_seconds: int = 20
+    visibility_timeout: int = 0  # 0: read from the queue
     function_name: str = "runtime-worker"
     function_version: str = "$LATEST"
     memory_mb: int = 0  # 0: unknown, reported from the environment's memory
@@ -199,9 +235,17 @@ class Config:
             parse_overrides(self.routes)  # a bad WORKER_ROUTES fails at start, not per request
         if not 0 <= self.marathon_share < 1:
             raise ValueError(f"marathon_share must be in [0, 1), got {self.marathon_share}")
-        for name in ("processes", "concurrency", "queue_size", "max_payload"):
+        for name in ("processes", "concurrency", "queue_size", "max_payload", "model_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.mode == "sqs" and not self.queue_url:
+            raise ValueError("worker sqs needs --queue-url (or WORKER_SQS_QUEUE_URL)")
+        if not 1 <= self.batch_size <= 10:
+            raise ValueError(f"batch_size must be 1-10 (SQS's limit), got {self.batch_size}")
+        if not 0 <= self.wait_seconds <= 20:
+            raise ValueError(f"wait_seconds must be 0-20 (SQS's limit), got {self.wait_seconds}")
+        if self.pollers < 1 or self.visibility_timeout < 0:
+            raise ValueError("pollers must be >= 1 and visibility_timeout >= 0")
         for name in ("timeout", "init_timeout", "grace", "header_timeout", "body_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

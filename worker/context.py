@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from worker import scratch
+from worker import aws, scratch
 from worker.inference import host
 
 
@@ -141,6 +141,12 @@ class LambdaContext:
         invocation's deadline passes never reach the model.
         """
         return host.infer(name, item, self.deadline)
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        """This process's pooled AWS client for `service` (`region_name=`, `endpoint_url=`
+        optional): `await context.client("s3")` in an async handler (aiobotocore), a plain
+        call from a sync one (boto3). Created once per process, shared by all slots."""
+        return aws.current.client(service, **kwargs)
 
     def close(self) -> None:
         """End of the invocation: its scratch directory goes, whatever is in it."""

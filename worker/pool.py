@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from worker import aws
 from worker.config import Config
 from worker.context import LambdaContext
 from worker.errors import LambdaError, from_exception, timed_out
@@ -258,9 +259,11 @@ class Pool:
 
         previous = signal.signal(signal.SIGALRM, expire)
         signal.setitimer(signal.ITIMER_REAL, max(budget, 0.001))
+        token = aws.sync_caller.set(True)
         try:
             return fn(job.event, ctx)
         finally:
+            aws.sync_caller.reset(token)
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
 

@@ -8,10 +8,11 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 
 import uvloop
 
-from worker import jobs, scratch
+from worker import aws, jobs, scratch
 from worker.config import Config
 from worker.handler import Handler
 from worker.inference import host as inference
@@ -20,6 +21,7 @@ from worker.pool import Pool
 from worker.profiles import MARATHON, SPRINTER, Profiles, parse_overrides
 from worker.sources.http import Front, HttpProtocol
 from worker.sources.runtime_api import RuntimeApiSource
+from worker.sources.sqs import SqsSource
 from worker.telemetry import logs
 from worker.telemetry.metrics import Metrics, SnapshotStore, merge, render
 
@@ -72,7 +74,8 @@ class WorkerProcess:
             worker_tmp=worker_tmp,
             metrics=self.metrics,
         )
-        models = inference.start(self.metrics, self.config.worker_processes)
+        cfg = self.config
+        models = inference.start(self.metrics, cfg.worker_processes, cfg.model_threads)
         pool.start()
         log.info(
             "worker started",
@@ -83,12 +86,16 @@ class WorkerProcess:
                 }
             },
         )
+        clients = aws.reset(slots)
         if self.config.mode == "lambda":
             code, finished = await self._serve_runtime_api(pool, slots)
+        elif self.config.mode == "sqs":
+            code, finished = await self._serve_sqs(pool, lanes, clients)
         else:
             code, finished = await self._serve_http(pool)
         if models is not None:
             inference.stop()
+        await clients.close()
         self.store.write(self.name, self.metrics.snapshot() | {"gauges": {}})
         log.info("worker stopped", extra={"fields": {"pid": os.getpid(), "drained": finished}})
         return code
@@ -98,6 +105,12 @@ class WorkerProcess:
         if cfg.mode == "lambda":
             # One poller per slot: the lane never holds more than its slots.
             return Lanes([Lane(SPRINTER, slots, slots)])
+        if cfg.mode == "sqs":
+            # One queue, one route: one lane, whose queued places let the pollers fetch the
+            # next batches while the slots are busy (one per slot unless set).
+            return Lanes(
+                [Lane(SPRINTER, slots, cfg.queue_for(self.index) if cfg.queue_size else slots)]
+            )
         sprint, marathon = cfg.lane_slots(self.index)
         queue = cfg.queue_for(self.index)
         lanes = [Lane(SPRINTER, sprint, queue)]
@@ -110,13 +123,47 @@ class WorkerProcess:
         )
         return Lanes(lanes, profiles)
 
-    async def _serve_http(self, pool: Pool) -> tuple[int, bool]:
+    async def _serve_sqs(self, pool: Pool, lanes: Lanes, clients: aws.Clients) -> tuple[int, bool]:
+        """Poll the queue, and serve HTTP too (health, readiness, metrics, the Invoke API)."""
+        assert self.stopping is not None
+        cfg = self.config
+        source = SqsSource(
+            queue_url=cfg.queue_url,
+            submit=pool.submit,
+            room=sum(lane.slots + lane.queue_size for lane in lanes.all),
+            clients=clients,
+            metrics=self.metrics,
+            batch_size=cfg.batch_size,
+            pollers=cfg.pollers,
+            wait_seconds=cfg.wait_seconds,
+            visibility_timeout=cfg.visibility_timeout,
+        )
+        try:
+            await source.start()
+        except Exception as exc:
+            log.error("cannot consume %s: %s", cfg.queue_url, exc)
+            await pool.drain(0.1)
+            return 1, False
+
+        async def stop_polling() -> None:
+            unstarted = [job for lane in lanes.all for job in lane.drop_queued()]
+            await source.stop(unstarted)
+
+        code, finished = await self._serve_http(pool, before_drain=stop_polling)
+        await source.settled()
+        return code, finished
+
+    async def _serve_http(
+        self, pool: Pool, before_drain: Callable[[], Awaitable[None]] | None = None
+    ) -> tuple[int, bool]:
         assert self.stopping is not None and self.sock is not None
         loop = asyncio.get_running_loop()
         front = Front(self.config, pool.submit, metrics_text=self.metrics_text, pid=os.getpid())
         server = await loop.create_server(lambda: HttpProtocol(front), sock=self.sock, backlog=2048)
         ticker = asyncio.ensure_future(self._tick(front))
         await self.stopping.wait()
+        if before_drain is not None:
+            await before_drain()
         # Drain: stop accepting, refuse new requests on open connections (503 and
         # `connection: close`), let everything accepted finish within the grace period.
         front.draining = True
