@@ -14,7 +14,7 @@ import os
 import platform
 import time
 
-from bench import classify, http
+from bench import classify, http, inference, sqs
 from bench.harness import RESULTS, results_dir
 
 
@@ -25,17 +25,28 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     out = results_dir(args.out)
     seconds = "2" if args.quick else "10"
+    rounds = "1" if args.quick else "3"
     started = time.monotonic()
-    print(f"[bench] http: 3 rounds x 4 runs x {seconds}s", flush=True)
-    summary = http.main(["--rounds", "3", "--seconds", seconds, "--out", str(out)])
+    print(f"[bench] http: {rounds} rounds x 4 runs x {seconds}s", flush=True)
+    summary = http.main(["--rounds", rounds, "--seconds", seconds, "--out", str(out)])
     # `lambda` is a keyword: the module is bench/lambda.py, imported by name.
     lam = importlib.import_module("bench.lambda")
-    lam_args = ["--rounds", "3", "--seconds", "2" if args.quick else "8", "--out", str(out)]
+    lam_args = ["--rounds", rounds, "--seconds", "2" if args.quick else "8", "--out", str(out)]
     print("[bench] lambda: worker lambda vs awslambdaric at 1, 8, 64, then model memory")
     lam_summary = lam.main(lam_args + (["--no-model"] if args.quick else []))
     print("[bench] classify: extension, twin and orjson + checks over the corpus")
     cls_args = ["--repeat", "3", "--number", "300"] if args.quick else []
     cls_summary = classify.main([*cls_args, "--out", str(out)])
+    print("[bench] inference: MiniLM, ours vs awslambdaric (LMI default) vs ours unbatched")
+    inf_args = (
+        ["--rounds", "1", "--seconds", "3", "--levels", "1,8", "--memory-level", "4"]
+        if args.quick
+        else []
+    )
+    inf_summary = inference.main([*inf_args, "--out", str(out)])
+    print("[bench] sqs: worker sqs vs a boto3 loop on one moto server")
+    sqs_args = ["--rounds", "1", "--count", "500"] if args.quick else []
+    sqs_summary = sqs.main([*sqs_args, "--out", str(out)])
     method = summary["method"]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     report = [
@@ -73,6 +84,27 @@ def main(argv: list[str] | None = None) -> None:
         "calls per sample, then the median per kind.",
         "",
         classify.table(cls_summary),
+        "",
+        "## Inference: MiniLM embeddings, ours vs LMI's default Python runtime",
+        "",
+        f"Method: `handlers.embed` behind `worker emulate` at each concurrency N; (a) ours "
+        "(`worker lambda`, the model loaded once, batched), (b) awslambdaric with "
+        f"AWS_LAMBDA_MAX_CONCURRENCY=N processes ({inf_summary['method']['lmi_processes']}), "
+        "each loading the model at import, (c) ours with max_batch_size=1; "
+        f"{inf_summary['method']['load']}; {inf_summary['method']['rounds']} rounds of "
+        f"{inf_summary['method']['seconds_per_run']:.0f} s alternating the runtimes, medians; "
+        f"device {inf_summary['method']['device']}. PSS summed over the runtime's tree.",
+        "",
+        inference.table(inf_summary),
+        "",
+        "## SQS: `worker sqs` vs a plain boto3 consumer loop",
+        "",
+        f"Method: {sqs_summary['count']} messages per round on one moto server, each consumer "
+        "empties a fresh queue (received and deleted); "
+        f"{sqs_summary['method']['rounds']} rounds alternating, medians. Moto's CPU is "
+        "reported as cores busy while the consumer ran.",
+        "",
+        sqs.table(sqs_summary),
     ]
     (out / "report.md").write_text("\n".join(report) + "\n")
     print(f"[bench] wrote {out / 'report.md'} in {time.monotonic() - started:.0f}s")
