@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 
@@ -11,4 +12,10 @@ async def noop(event: Any, context: Any) -> Any:
 
 def noop_sync(event: Any, context: Any) -> Any:
     """The same no-op for runtimes without async handlers (the official client)."""
+    return {"ok": True}
+
+
+async def io_wait(event: Any, context: Any) -> Any:
+    """A handler that waits 20 ms on I/O (a database call): capacity = slots / 20 ms."""
+    await asyncio.sleep(0.02)
     return {"ok": True}
