@@ -13,9 +13,32 @@ import importlib
 import os
 import platform
 import time
+from typing import Any
 
-from bench import classify, http, inference, sqs
+from bench import classify, http, inference, lanes, overload, plots, scenarios, sqs
 from bench.harness import RESULTS, results_dir
+
+#: Each benchmark's share of the run, for the progress lines (rough seconds: quick, full).
+STEPS = {
+    "http": (15, 150),
+    "lambda": (30, 420),
+    "classify": (15, 60),
+    "inference": (45, 780),
+    "sqs": (10, 60),
+    "overload": (25, 90),
+    "lanes": (15, 80),
+    "scenarios": (25, 90),
+}
+
+
+def progress(name: str, quick: bool, started: float) -> None:
+    names = list(STEPS)
+    left = sum(STEPS[n][0 if quick else 1] for n in names[names.index(name) :])
+    print(
+        f"[bench] {names.index(name) + 1}/{len(names)} {name} "
+        f"({time.monotonic() - started:.0f}s so far, about {left}s left)",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,26 +50,36 @@ def main(argv: list[str] | None = None) -> None:
     seconds = "2" if args.quick else "10"
     rounds = "1" if args.quick else "3"
     started = time.monotonic()
-    print(f"[bench] http: {rounds} rounds x 4 runs x {seconds}s", flush=True)
+    progress("http", args.quick, started)
     summary = http.main(["--rounds", rounds, "--seconds", seconds, "--out", str(out)])
     # `lambda` is a keyword: the module is bench/lambda.py, imported by name.
     lam = importlib.import_module("bench.lambda")
     lam_args = ["--rounds", rounds, "--seconds", "2" if args.quick else "8", "--out", str(out)]
-    print("[bench] lambda: worker lambda vs awslambdaric at 1, 8, 64, then model memory")
+    progress("lambda", args.quick, started)
     lam_summary = lam.main(lam_args + (["--no-model"] if args.quick else []))
-    print("[bench] classify: extension, twin and orjson + checks over the corpus")
+    progress("classify", args.quick, started)
     cls_args = ["--repeat", "3", "--number", "300"] if args.quick else []
     cls_summary = classify.main([*cls_args, "--out", str(out)])
-    print("[bench] inference: MiniLM, ours vs awslambdaric (LMI default) vs ours unbatched")
+    progress("inference", args.quick, started)
     inf_args = (
-        ["--rounds", "1", "--seconds", "3", "--levels", "1,8", "--memory-level", "4"]
+        ["--rounds", "1", "--seconds", "1", "--levels", "1,8", "--memory-level", "2"]
         if args.quick
         else []
     )
     inf_summary = inference.main([*inf_args, "--out", str(out)])
-    print("[bench] sqs: worker sqs vs a boto3 loop on one moto server")
-    sqs_args = ["--rounds", "1", "--count", "500"] if args.quick else []
+    progress("sqs", args.quick, started)
+    sqs_args = ["--rounds", "1", "--count", "200"] if args.quick else []
     sqs_summary = sqs.main([*sqs_args, "--out", str(out)])
+    progress("overload", args.quick, started)
+    ovl_args = ["--seconds", "2", "--levels", "0.5,3"] if args.quick else []
+    ovl_summary = overload.main([*ovl_args, "--out", str(out)])
+    progress("lanes", args.quick, started)
+    lanes_args = ["--rounds", "1", "--seconds", "1"] if args.quick else []
+    lanes_summary = lanes.main([*lanes_args, "--out", str(out)])
+    progress("scenarios", args.quick, started)
+    scn_args = ["--seconds", "2", "--users", "10"] if args.quick else []
+    scn_summary = scenarios.main([*scn_args, "--out", str(out)])
+    made = plots.main(["--out", str(out)])
     method = summary["method"]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     report = [
@@ -105,9 +138,113 @@ def main(argv: list[str] | None = None) -> None:
         "reported as cores busy while the consumer ran.",
         "",
         sqs.table(sqs_summary),
+        "",
+        "## Overload: offered load past capacity",
+        "",
+        f"Method: {ovl_summary['method']['server']}; capacity from "
+        f"{ovl_summary['method']['capacity']}; then an "
+        f"{ovl_summary['method']['generator']}, "
+        f"{ovl_summary['method']['seconds_per_level']:.0f} s per level; latencies as the client "
+        "saw them; RSS of the server's processes sampled every 0.25 s.",
+        "",
+        overload.table(ovl_summary),
+        "",
+        "## Lanes: sprinters during a marathon flood",
+        "",
+        f"Method: {lanes_summary['method']['load']}; {lanes_summary['method']['rounds']} rounds "
+        f"of {lanes_summary['method']['seconds_per_run']:.0f} s, medians.",
+        "",
+        lanes.table(lanes_summary),
+        "",
+        "## Locust scenarios (user-facing, not a throughput benchmark)",
+        "",
+        f"Method: {scn_summary['method']['locust']}, {scn_summary['method']['users']} users, "
+        f"{scn_summary['method']['seconds']:.0f} s each; 429s counted apart as throttled.",
+        "",
+        scenarios.table(scn_summary),
+        "",
+        "## Plots",
+        "",
+        *(f"![{name}]({name})" for name in made),
     ]
+    headline_rows = headline(
+        summary, lam_summary, cls_summary, inf_summary, sqs_summary, ovl_summary, lanes_summary
+    )
+    report[4:4] = ["## Headline: ours vs each baseline, same run", "", headline_rows, ""]
     (out / "report.md").write_text("\n".join(report) + "\n")
     print(f"[bench] wrote {out / 'report.md'} in {time.monotonic() - started:.0f}s")
+
+
+def headline(
+    http_s: dict[str, Any],
+    lam: dict[str, Any],
+    cls: dict[str, Any],
+    inf: dict[str, Any],
+    sq: dict[str, Any],
+    ovl: dict[str, Any],
+    ln: dict[str, Any],
+) -> str:
+    """One row per claim: the figure, its baseline, the ratio."""
+    rows = ["| what | ours | baseline | ratio |", "|---|---:|---|---:|"]
+    for key, label in (("invoke", "Invoke API req/s"), ("proxy", "proxy mode req/s")):
+        row = http_s[key]
+        rows.append(
+            f"| HTTP {label} (no-op) | {row['ours']['rps']:,.0f} | raw ASGI on uvicorn "
+            f"{row['uvicorn']['rps']:,.0f} | **{row['ratio_rps']:.2f}x** |"
+        )
+        rows.append(
+            f"| HTTP {label}: server CPU per request | {row['ours']['cpu_us_per_request']:.1f} µs "
+            f"| uvicorn {row['uvicorn']['cpu_us_per_request']:.1f} µs | |"
+        )
+    for c, row in lam["levels"].items():
+        ours = row.get("worker lambda (async)")
+        if ours:
+            rows.append(
+                f"| Lambda mode inv/s at concurrency {c} (async no-op) | {ours['inv_per_s']:,.0f} "
+                f"| awslambdaric {row['awslambdaric']['inv_per_s']:,.0f} "
+                f"| **{ours['ratio']:.2f}x** |"
+            )
+    levels = inf["levels"]
+    for c, row in levels.items():
+        ours = row["ours"]
+        rows.append(
+            f"| MiniLM req/s at concurrency {c} | {ours['rps']:,.1f} | awslambdaric (LMI default) "
+            f"{row[inference.BASELINE]['rps']:,.1f} | **{ours['vs_lmi']:.2f}x** |"
+        )
+    first = min(levels, key=int)
+    rows.append(
+        f"| MiniLM p99 at concurrency {first} | {levels[first]['ours']['p99_ms']:.1f} ms | ours "
+        f"unbatched {levels[first][inference.UNBATCHED]['p99_ms']:.1f} ms | "
+        f"**{levels[first]['ours']['p99_vs_unbatched']:.2f}x** |"
+    )
+    mem = inf["memory"]
+    rows.append(
+        f"| MiniLM total PSS at concurrency {mem['concurrency']} | {mem['ours']['pss_mb']:,.0f} MB "
+        f"| awslambdaric {mem[inference.BASELINE]['pss_mb']:,.0f} MB | **{mem['ratio']:.2f}** |"
+    )
+    w, b = sq["runtimes"]["worker sqs"], sq["runtimes"]["boto3 loop"]
+    rows.append(
+        f"| SQS messages/s (moto-bound) | {w['msgs_per_s']:,.0f} | boto3 loop "
+        f"{b['msgs_per_s']:,.0f} | **{sq['ratio']:.2f}x** |"
+    )
+    for name, conf in ovl["configs"].items():
+        if "p99_ratio_3x_vs_half" in conf:
+            rows.append(
+                f"| accepted p99 at 3x load, {name} | | same at 0.5x | "
+                f"**{conf['p99_ratio_3x_vs_half']:.2f}x** |"
+            )
+            rows.append(f"| 429 p99, {name} | {conf['throttled_p99_max_ms']:.2f} ms | (≤ 2 ms) | |")
+    for name, phases in ln["configs"].items():
+        alone, flood = phases["alone"]["p99_ms"], phases["with flood"]["p99_ms"]
+        refused = phases["with flood"]["non_2xx"]
+        note = f" ({refused:,.0f} sprinters refused: p99 is of their 429s)" if refused else ""
+        rows.append(
+            f"| sprinter p99 under a marathon flood, {name} | {flood:.1f} ms{note} | alone "
+            f"{alone:.1f} ms | **{flood / alone:.2f}x** |"
+        )
+    for form, ns in cls["headline_median_ns"].items():
+        rows.append(f"| classify, headline kinds, {form} (median ns/event) | {ns:,.0f} ns | | |")
+    return "\n".join(rows) + "\n"
 
 
 if __name__ == "__main__":

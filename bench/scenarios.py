@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import subprocess
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +75,9 @@ def run(user: str, seconds: float, users: int, out: Path) -> list[dict[str, Any]
             capture_output=True,
             cwd=ROOT,
         )
-    rows = []
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_worker/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+    rows: list[dict[str, Any]] = [{"metrics": batch_sizes(metrics)}] if "model=" in metrics else []
     with open(f"{prefix}_stats.csv") as f:
         for row in csv.DictReader(f):
             if row["Name"] == "Aggregated":
@@ -91,6 +95,19 @@ def run(user: str, seconds: float, users: int, out: Path) -> list[dict[str, Any]
     return rows
 
 
+def batch_sizes(metrics: str) -> dict[str, dict[str, float]]:
+    """Per model: the count of batches in each size bucket (from the cumulative histogram)."""
+    out: dict[str, dict[str, float]] = {}
+    pattern = r'^worker_batch_size_bucket\{model="([^"]+)",le="([^"]+)"\} (\S+)$'
+    for model, le, count in re.findall(pattern, metrics, re.M):
+        out.setdefault(model, {})[le] = float(count)
+    for cumulative in out.values():
+        previous = 0.0
+        for le in list(cumulative):
+            cumulative[le], previous = cumulative[le] - previous, cumulative[le]
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=15.0)
@@ -101,7 +118,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary: dict[str, Any] = {"scenarios": {}}
     for user in SCENARIOS:
         print(f"[scenarios] {user}: {args.users} users for {args.seconds:.0f}s", flush=True)
-        summary["scenarios"][user] = run(user, args.seconds, args.users, out)
+        rows = run(user, args.seconds, args.users, out)
+        if rows and "metrics" in rows[0]:
+            summary["batch_sizes"] = rows.pop(0)["metrics"]
+        summary["scenarios"][user] = rows
     summary["method"] = {
         "seconds": args.seconds,
         "users": args.users,
