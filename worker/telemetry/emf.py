@@ -1,0 +1,115 @@
+"""CloudWatch embedded metric format (EMF) lines, in Powertools' shape, for Lambda mode.
+
+In Lambda there is no one to scrape `/_worker/metrics`: metrics go to CloudWatch through
+the function's log stream. Each flush writes one JSON line per set of dimensions:
+
+    {"_aws": {"Timestamp": <ms>, "CloudWatchMetrics": [{"Namespace": "…",
+      "Dimensions": [["service", "lane"]], "Metrics": [{"Name": "Duration",
+      "Unit": "Milliseconds"}, …]}]}, "service": "…", "lane": "sprinter",
+     "Duration": [12.5, 3.1, …], "Invocations": [1, 1, …]}
+
+with at most 100 values per metric per line (CloudWatch's limit: more values are split
+over more lines). The worker flushes after every batch of invocations its slots have
+finished (on its one-second tick), when a metric reaches 100 values, and when it stops.
+Namespace and service follow Powertools: POWERTOOLS_METRICS_NAMESPACE and
+POWERTOOLS_SERVICE_NAME (default: the function's name).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import orjson
+
+from worker.telemetry.metrics import Labels
+
+#: CloudWatch takes at most this many values of one metric in one EMF event.
+MAX_VALUES = 100
+
+#: Registry metric -> (EMF name, unit, scale). Counters become one value per event.
+NAMES: dict[str, tuple[str, str, float]] = {
+    "worker_invocation_duration_seconds": ("Duration", "Milliseconds", 1000.0),
+    "worker_invocations_total": ("Invocations", "Count", 1.0),
+    "worker_errors_total": ("Errors", "Count", 1.0),
+    "worker_rejections_total": ("Rejections", "Count", 1.0),
+    "worker_batch_size": ("BatchSize", "Count", 1.0),
+    "worker_batch_wait_seconds": ("BatchWait", "Milliseconds", 1000.0),
+    "worker_inference_rejections_total": ("InferenceRejections", "Count", 1.0),
+    "worker_inference_expired_total": ("InferenceExpired", "Count", 1.0),
+}
+
+Key = tuple[Labels, str, str]  # dimensions, EMF name, unit
+
+
+class Emf:
+    """Collects metric values and writes them as EMF lines."""
+
+    def __init__(
+        self,
+        namespace: str,
+        service: str,
+        write: Callable[[str], object] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.namespace = namespace
+        self.service = service
+        self.write = write or _stdout
+        self.clock = clock
+        self.values: dict[Key, list[float]] = {}
+        self.lock = threading.Lock()  # sync handlers' threads may record too
+
+    def record(self, name: str, labels: Labels, value: float) -> None:
+        """A registry observation (the `Metrics` listener): mapped, then kept."""
+        mapped = NAMES.get(name)
+        if mapped is None:
+            return
+        emf_name, unit, scale = mapped
+        full = False
+        with self.lock:
+            values = self.values.setdefault((labels, emf_name, unit), [])
+            values.append(round(value * scale, 3))
+            full = len(values) >= MAX_VALUES
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            taken, self.values = self.values, {}
+        by_dims: dict[Labels, list[tuple[str, str, list[float]]]] = {}
+        for (labels, name, unit), values in taken.items():
+            by_dims.setdefault(labels, []).append((name, unit, values))
+        now = int(self.clock() * 1000)
+        for labels, metrics in by_dims.items():
+            longest = max(len(values) for _, _, values in metrics)
+            for start in range(0, longest, MAX_VALUES):
+                part = [(n, u, v[start : start + MAX_VALUES]) for n, u, v in metrics]
+                part = [(n, u, v) for n, u, v in part if v]
+                self.write(self._line(now, labels, part))
+
+    def _line(self, now: int, labels: Labels, metrics: list[tuple[str, str, list[float]]]) -> str:
+        dims = ["service", *(k for k, _ in labels)]
+        event: dict[str, object] = {
+            "_aws": {
+                "Timestamp": now,
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": self.namespace,
+                        "Dimensions": [dims],
+                        "Metrics": [{"Name": n, "Unit": u} for n, u, _ in metrics],
+                    }
+                ],
+            },
+            "service": self.service,
+        }
+        event.update(dict(labels))
+        for name, _, values in metrics:
+            event[name] = values
+        return orjson.dumps(event).decode() + "\n"
+
+
+def _stdout(line: str) -> None:
+    sys.stdout.write(line)
+    sys.stdout.flush()
