@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml setup.py $(wildcard ext/*.pyx)
 run: $(STAMP)
 	$(VENV)/bin/worker serve $(HANDLER)
 
+# The dashboard's end-to-end test drives Debian's chromium, headless.
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

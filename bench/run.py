@@ -237,7 +237,7 @@ def headline(
     for name, phases in ln["configs"].items():
         alone, flood = phases["alone"]["p99_ms"], phases["with flood"]["p99_ms"]
         refused = phases["with flood"]["non_2xx"]
-        note = f" ({refused:,.0f} sprinters refused: p99 is of their 429s)" if refused else ""
+        note = f" (and {refused:,.0f} sprinters refused with 429)" if refused else ""
         rows.append(
             f"| sprinter p99 under a marathon flood, {name} | {flood:.1f} ms{note} | alone "
             f"{alone:.1f} ms | **{flood / alone:.2f}x** |"

@@ -138,6 +138,30 @@ SETTINGS: dict[str, Setting] = {
         parse=int,
         help="torch threads per worker process for models (0: cores / processes)",
     ),
+    "max_connections": Setting(
+        env="WORKER_MAX_CONNECTIONS",
+        flag=None,
+        parse=int,
+        help="open client connections over all processes; past it new ones get 503",
+    ),
+    "max_invocations": Setting(
+        env="WORKER_MAX_INVOCATIONS",
+        flag=None,
+        parse=int,
+        help="recycle a worker process after this many invocations (0: never)",
+    ),
+    "max_rss_mb": Setting(
+        env="WORKER_MAX_RSS_MB",
+        flag=None,
+        parse=int,
+        help="recycle a worker process whose RSS passes this (0: never)",
+    ),
+    "emf": Setting(
+        env="WORKER_EMF",
+        flag=None,
+        parse=int,
+        help="Lambda mode: metrics as CloudWatch EMF lines on stdout (1) or not (0)",
+    ),
     "log_level": Setting(env="AWS_LAMBDA_LOG_LEVEL", flag=None, parse=str, help="log level"),
     "log_format": Setting(
         env="AWS_LAMBDA_LOG_FORMAT", flag=None, parse=str, help="JSON or Text logs"
@@ -180,6 +204,10 @@ class Config:
     runtime_api: str = ""  # AWS_LAMBDA_RUNTIME_API: host:port of the Runtime API
     runtime_api_attempts: int = 10
     model_threads: int = 0  # 0: the cores shared out over the worker processes
+    emf: int = 1
+    max_invocations: int = 0
+    max_connections: int = 10000
+    max_rss_mb: int = 0
     queue_url: str = ""
     batch_size: int = 10
     pollers: int = 2
@@ -235,7 +263,15 @@ class Config:
             parse_overrides(self.routes)  # a bad WORKER_ROUTES fails at start, not per request
         if not 0 <= self.marathon_share < 1:
             raise ValueError(f"marathon_share must be in [0, 1), got {self.marathon_share}")
-        for name in ("processes", "concurrency", "queue_size", "max_payload", "model_threads"):
+        for name in (
+            "processes",
+            "concurrency",
+            "queue_size",
+            "max_payload",
+            "model_threads",
+            "max_invocations",
+            "max_rss_mb",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.mode == "sqs" and not self.queue_url:
@@ -244,6 +280,8 @@ class Config:
             raise ValueError(f"batch_size must be 1-10 (SQS's limit), got {self.batch_size}")
         if not 0 <= self.wait_seconds <= 20:
             raise ValueError(f"wait_seconds must be 0-20 (SQS's limit), got {self.wait_seconds}")
+        if self.max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
         if self.pollers < 1 or self.visibility_timeout < 0:
             raise ValueError("pollers must be >= 1 and visibility_timeout >= 0")
         for name in ("timeout", "init_timeout", "grace", "header_timeout", "body_timeout"):
@@ -270,6 +308,10 @@ class Config:
         """Worker `index`'s share of an environment-wide bound (the remainder goes first)."""
         base, extra = divmod(total, self.worker_processes)
         return base + (1 if index < extra else 0)
+
+    @property
+    def connections_per_process(self) -> int:
+        return max(1, self.max_connections // self.worker_processes)
 
     def slots_for(self, index: int) -> int:
         return max(1, self.share(self.total_concurrency, index))

@@ -97,6 +97,11 @@ class Pool:
             and not registry.MODELS
         )
         self._watcher: asyncio.Task[None] | None = None
+        self.finished = 0  # invocations answered by this process
+        self._limit = 0
+        self._on_limit: Callable[[], None] | None = None
+        self._check: Callable[[], None] | None = None
+        self._check_every = 1
         self._stats = {lane.name: metrics.lane(lane.name) for lane in lanes.all}
         self._arn = f"arn:aws:lambda:{config.region}:000000000000:function:{config.function_name}"
         self._log_group = f"/aws/lambda/{config.function_name}"
@@ -114,6 +119,14 @@ class Pool:
                 slot.task = asyncio.ensure_future(self._run_slot(slot))
                 self.slots.append(slot)
         self._watcher = asyncio.ensure_future(self._watch())
+
+    def limit(self, invocations: int, reached: Callable[[], None]) -> None:
+        """Call `reached` once this process has answered `invocations` invocations."""
+        self._limit, self._on_limit = invocations, reached
+
+    def check_every(self, invocations: int, check: Callable[[], None]) -> None:
+        """Call `check` after every `invocations` answers (a memory limit's reading)."""
+        self._check_every, self._check = max(1, invocations), check
 
     def submit(self, job: Job) -> bool:
         """Admit a job into its lane, or False when the lane is full (answer 429)."""
@@ -278,6 +291,11 @@ class Pool:
         seconds = time.perf_counter() - clock
         slot.stats.record(seconds, error_type)
         self.lanes.observe(job, seconds)
+        self.finished += 1
+        if self.finished == self._limit and self._on_limit is not None:
+            self._on_limit()
+        if self._check is not None and self.finished % self._check_every == 0:
+            self._check()
 
     def _finish(
         self,

@@ -8,8 +8,10 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable
 
+import orjson
 import uvloop
 
 from worker import aws, jobs, scratch
@@ -23,12 +25,15 @@ from worker.sources.http import Front, HttpProtocol
 from worker.sources.runtime_api import RuntimeApiSource
 from worker.sources.sqs import SqsSource
 from worker.telemetry import logs
+from worker.telemetry.emf import Emf
 from worker.telemetry.metrics import Metrics, SnapshotStore, merge, render
 
 log = logging.getLogger("worker.process")
 
 #: How often the Date header, connection deadlines and the metrics snapshot are refreshed.
 TICK = 0.5
+#: Exit status of a worker that recycled itself (invocation or memory limit), drained.
+EXIT_RECYCLE = 76
 
 
 class WorkerProcess:
@@ -52,6 +57,14 @@ class WorkerProcess:
         self.store = SnapshotStore(os.path.join(root, "metrics"))
         self.metrics = Metrics()
         self.stopping: asyncio.Event | None = None
+        self.emf: Emf | None = None
+        self.recycle = ""  # why this worker is recycling itself, once it is
+
+    def stats_json(self) -> bytes:
+        """Every process's registry, by process (the dashboard's feed)."""
+        processes = self.store.read_named(skip=self.name)
+        processes[self.name] = self.metrics.snapshot()
+        return orjson.dumps({"time": time.time(), "processes": processes})
 
     def metrics_text(self) -> str:
         return render(merge([self.metrics.snapshot(), *self.store.read_all(skip=self.name)]))
@@ -64,6 +77,13 @@ class WorkerProcess:
         previous = self.store.read(self.name)
         if previous:
             self.metrics.restore(previous)
+        if self.config.mode == "lambda" and self.config.emf:
+            # Nobody scrapes a Lambda function: its metrics go out as EMF log lines.
+            self.emf = Emf(
+                os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "runtime-worker"),
+                os.environ.get("POWERTOOLS_SERVICE_NAME", self.config.function_name),
+            )
+            self.metrics.listen(self.emf.record)
         worker_tmp = scratch.enter_worker_dir(self.root)
         slots = self.config.slots_for(self.index)
         lanes = self._lanes(slots)
@@ -77,6 +97,12 @@ class WorkerProcess:
         cfg = self.config
         models = inference.start(self.metrics, cfg.worker_processes, cfg.model_threads)
         pool.start()
+        if self.config.max_invocations:
+            pool.limit(self.config.max_invocations, lambda: self._recycle("max_invocations"))
+        if self.config.max_rss_mb:
+            # Read every 8 answers (a few µs each) as well as on every tick: a fast leak
+            # must not outrun the check.
+            pool.check_every(8, self._check_memory)
         log.info(
             "worker started",
             extra={
@@ -96,9 +122,25 @@ class WorkerProcess:
         if models is not None:
             inference.stop()
         await clients.close()
+        if self.emf is not None:
+            self.emf.flush()
         self.store.write(self.name, self.metrics.snapshot() | {"gauges": {}})
         log.info("worker stopped", extra={"fields": {"pid": os.getpid(), "drained": finished}})
+        if self.recycle:
+            return EXIT_RECYCLE
         return code
+
+    def _recycle(self, reason: str) -> None:
+        """Leave gracefully for a fresh process: drain, then exit EXIT_RECYCLE."""
+        if self.recycle or self.stopping is None or self.stopping.is_set():
+            return
+        self.recycle = reason
+        log.info("recycling", extra={"fields": {"pid": os.getpid(), "reason": reason}})
+        self.stopping.set()
+
+    def _check_memory(self) -> None:
+        if _rss_mb() > self.config.max_rss_mb:
+            self._recycle("max_rss_mb")
 
     def _lanes(self, slots: int) -> Lanes:
         cfg = self.config
@@ -158,10 +200,29 @@ class WorkerProcess:
     ) -> tuple[int, bool]:
         assert self.stopping is not None and self.sock is not None
         loop = asyncio.get_running_loop()
-        front = Front(self.config, pool.submit, metrics_text=self.metrics_text, pid=os.getpid())
+        front = Front(
+            self.config,
+            pool.submit,
+            metrics_text=self.metrics_text,
+            stats_json=self.stats_json,
+            pid=os.getpid(),
+        )
         server = await loop.create_server(lambda: HttpProtocol(front), sock=self.sock, backlog=2048)
+        self.metrics.gauge("worker_open_connections", (), lambda: len(front.connections))
+        self.metrics.gauge("worker_connections_refused", (), lambda: front.refused_connections)
         ticker = asyncio.ensure_future(self._tick(front))
         await self.stopping.wait()
+        if self.recycle:
+            # No new connections (they wait in the socket's backlog for the replacement);
+            # requests on open ones are still served, each connection closing after its
+            # answer, so no caller sees an error.
+            front.recycling = True
+            server.close()
+            front.close_idle(used_only=True)
+            for _ in range(int(self.config.grace / 0.01)):
+                if not front.connections:
+                    break
+                await asyncio.sleep(0.01)
         if before_drain is not None:
             await before_drain()
         # Drain: stop accepting, refuse new requests on open connections (503 and
@@ -190,8 +251,15 @@ class WorkerProcess:
         await asyncio.wait([polling, stop], return_when=asyncio.FIRST_COMPLETED)
         # Drain: no new /next. The lanes stay open until every poller is done, so an event
         # fetched just before the signal still runs; pollers end once their answer is posted.
+        grace = max(0.1, self.config.grace - 0.5)
+        if self.recycle:
+            # The platform goes on sending events: a /next already asked for may be handed
+            # one at any moment, and cancelling it could lose that event. Let each poller
+            # take what its /next brings, answer it, and ask for no more.
+            source.stop(cancel_waiting=False)
+            done, _ = await asyncio.wait([polling], timeout=grace)
         source.stop()
-        done, _ = await asyncio.wait([polling], timeout=max(0.1, self.config.grace - 0.5))
+        done, _ = await asyncio.wait([polling], timeout=grace)
         finished = bool(done)
         # Whatever still runs now gets a shutdown error, which its poller posts.
         await pool.drain(0.0 if not finished else 1.0)
@@ -211,6 +279,10 @@ class WorkerProcess:
             if front is not None:
                 front.tick()
             beats += 1
+            if self.config.max_rss_mb:
+                self._check_memory()
+            if self.emf is not None:
+                self.emf.flush()  # what the slots finished since the last tick
             if beats % 2 == 0:
                 try:
                     self.store.write(self.name, self.metrics.snapshot())
@@ -228,6 +300,11 @@ class WorkerProcess:
             if not busy:
                 return
             await asyncio.sleep(0.05)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
 
 
 def run(

@@ -195,8 +195,20 @@ class Supervisor:
                         _kill(other, signal.SIGTERM)
             if self.stopping:
                 continue
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == process.EXIT_RECYCLE:
+                # It reached its invocation or memory limit and drained: a fresh one now.
+                log.info("worker recycled", extra={"fields": {"pid": pid}})
+                self.metrics.inc("worker_recycles_total")
+                plans.append((time.monotonic(), index))
+                continue
             lived = time.monotonic() - started
-            self.failures = self.failures + 1 if lived < FAST_FAILURE else 0
+            # A crash loop is a worker failing by itself as soon as it starts; one killed
+            # from outside (kill -9, SIGTERM to the worker alone) is replaced at once.
+            killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) in (
+                signal.SIGKILL,
+                signal.SIGTERM,
+            )
+            self.failures = self.failures + 1 if lived < FAST_FAILURE and not killed else 0
             # Replace at once; back off only when workers die as fast as they start.
             delay = 0.0 if self.failures <= 1 else min(5.0, 0.1 * 2 ** (self.failures - 1))
             log.error(

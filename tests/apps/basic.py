@@ -211,3 +211,12 @@ async def lanes_app(event: Any, context: Any) -> Any:
     elif action == "learn":
         await asyncio.sleep(float(event["seconds"]))
     return {"action": action, "lane": context.lane}
+
+
+_LEAK: list[bytes] = []
+
+
+async def leak(event: Any, context: Any) -> Any:
+    """Keeps 2 MB more after every call: a handler with a memory leak."""
+    _LEAK.append(b"x" * (2 * 1024 * 1024))
+    return {"pid": os.getpid(), "held_mb": 2 * len(_LEAK)}

@@ -22,14 +22,28 @@ def _unlucky(message_id: str) -> bool:
 
 
 def flaky(event: Any, context: Any) -> Any:
-    """Fails one message in ten on its first delivery (partial batch failure)."""
+    """Fails one message in ten on its first delivery (partial batch failure).
+
+    Idempotent, as an SQS consumer must be (delivery is at least once): a message is
+    processed once, marked by a file created exclusively under SQS_DONE; a second delivery
+    of a processed message only counts as a duplicate in SQS_STORE.
+    """
     failures = []
     for record in event["Records"]:
         first = record["attributes"].get("ApproximateReceiveCount") == "1"
         if first and _unlucky(record["messageId"]):
             failures.append({"itemIdentifier": record["messageId"]})
-        else:
-            _record(f"{record['messageId']} {record['body']}")
+            continue
+        try:
+            fd = os.open(
+                os.path.join(os.environ["SQS_DONE"], record["messageId"]),
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+            )
+        except FileExistsError:
+            _record(f"duplicate {record['messageId']}")
+            continue
+        os.write(fd, record["body"].encode())
+        os.close(fd)
     return {"batchItemFailures": failures}
 
 

@@ -27,6 +27,7 @@ from worker.context import ClientContext
 from worker.errors import THROTTLED, LambdaError, too_many_requests
 from worker.jobs import Job, Reply, new_request_id
 from worker.sources import apigw
+from worker.telemetry import dashboard
 
 log = logging.getLogger("worker.http")
 
@@ -70,13 +71,20 @@ class Front:
         *,
         metrics_text: Callable[[], str],
         pid: int,
+        stats_json: Callable[[], bytes] | None = None,
     ) -> None:
         self.config = config
         self.submit = submit
         self.metrics_text = metrics_text
+        self.stats_json = stats_json
         self.pid = pid
         self.ready = True
-        self.draining = False
+        self.max_connections = config.connections_per_process
+        self.refused_connections = 0
+        self.draining = False  # SIGTERM: new requests are refused (503), then connections close
+        # Recycling: requests are still served, each connection closes after its answer
+        # (its client reconnects to the worker that replaces this one).
+        self.recycling = False
         self.connections: set[HttpProtocol] = set()
         self.date = b""
         self.tick()
@@ -89,9 +97,16 @@ class Front:
             if conn.deadline and now > conn.deadline:
                 conn.expire()
 
-    def close_idle(self) -> None:
+    @property
+    def winding_down(self) -> bool:
+        """Connections close after their current answer (draining or recycling)."""
+        return self.draining or self.recycling
+
+    def close_idle(self, used_only: bool = False) -> None:
+        """Close connections with nothing in progress. `used_only`: spare the ones just
+        accepted, whose first request is on its way (recycling serves it, then closes)."""
         for conn in list(self.connections):
-            if conn.idle:
+            if conn.idle and (conn.used or not used_only):
                 conn.close()
 
 
@@ -130,6 +145,7 @@ class HttpProtocol(asyncio.Protocol):
         self.paused_reading = False
         self.paused_writing = False
         self.ending = False
+        self.used = False  # a request has begun on it (a fresh one is about to send one)
         self._closing = False
         self._reset()
 
@@ -147,7 +163,21 @@ class HttpProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = str(peer[0])
-        self.front.connections.add(self)
+        front = self.front
+        if len(front.connections) >= front.max_connections:
+            # Past the bound every open connection costs memory and a descriptor: refuse
+            # at once, politely, rather than letting idle or slow clients pile up.
+            front.refused_connections += 1
+            body = b'{"errorType":"ServiceException","errorMessage":"Too many open connections"}'
+            self.transport.write(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nretry-after: 1\r\nconnection: close\r\n\r\n%s"
+                % (len(body), body)
+            )
+            self._closing = True
+            self.transport.close()
+            return
+        front.connections.add(self)
         self.deadline = time.monotonic() + self.config.header_timeout
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -226,6 +256,7 @@ class HttpProtocol(asyncio.Protocol):
     # -- parser callbacks --------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self.used = True
         self._reset()
         self.deadline = time.monotonic() + self.config.header_timeout
 
@@ -272,7 +303,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         parser = self.parser
         method = parser.get_method()
-        keep_alive = parser.should_keep_alive() and not self.front.draining
+        keep_alive = parser.should_keep_alive() and not self.front.winding_down
         body = b"".join(self.body) if self.body else b""
         url = self.url
         self.url = b""
@@ -313,6 +344,11 @@ class HttpProtocol(asyncio.Protocol):
             text = front.metrics_text().encode()
             ctype = b"content-type: text/plain; version=0.0.4; charset=utf-8\r\n"
             self._answer_now(200, body=text, head=head, close=close, ctype=ctype)
+        elif path == b"/_worker/stats" and front.stats_json is not None:
+            self._answer_now(200, body=front.stats_json(), head=head, close=close)
+        elif path == b"/_worker/dashboard":
+            ctype = b"content-type: text/html; charset=utf-8\r\n"
+            self._answer_now(200, body=dashboard.page(), head=head, close=close, ctype=ctype)
         else:
             return False
         return True
@@ -432,7 +468,7 @@ class HttpProtocol(asyncio.Protocol):
             if error is not None:
                 log.error("event invocation failed: %s: %s", error.error_type, error.message)
             return error.error_type if error else None
-        close = exchange.close or self.front.draining
+        close = exchange.close or self.front.winding_down
         rid = _request_id(request_id)
         if exchange.kind == "invoke":
             error = self._invoke_answer(exchange, result, error, request_id, rid, close)
@@ -577,7 +613,7 @@ class HttpProtocol(asyncio.Protocol):
             self.deadline = time.monotonic() + self.config.keepalive_timeout
             if self.paused_reading:
                 self._set_reading()
-            if self.front.draining and not self.url and not self.headers:
+            if self.front.winding_down and not self.url and not self.headers:
                 self.close()
 
 

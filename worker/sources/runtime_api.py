@@ -116,11 +116,16 @@ class RuntimeApiSource:
         await asyncio.gather(*self._pollers, return_exceptions=True)
         return EXIT_API_GONE if self.gone else 0
 
-    def stop(self) -> None:
-        """No new `/next`; pollers with an invocation in flight post its answer first."""
+    def stop(self, cancel_waiting: bool = True) -> None:
+        """No new `/next`; pollers with an invocation in flight post its answer first.
+
+        `cancel_waiting`: also abandon the `/next` requests still waiting for an event (at
+        shutdown no more will come; when recycling, one may, so they are left to finish).
+        """
         self.stopping = True
-        for task in list(self._polling):
-            task.cancel()
+        if cancel_waiting:
+            for task in list(self._polling):
+                task.cancel()
 
     async def _poller(self) -> None:
         conn: ClientConnection | None = None

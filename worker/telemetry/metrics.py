@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 
 Labels = tuple[tuple[str, str], ...]
+#: Told of every observation as it happens (Lambda mode's EMF writer): name, labels, value.
+Listener = Callable[[str, Labels, float], None]
 
 #: Latency buckets (seconds): sub-millisecond resolution for sprinters, minutes for
 #: marathons.
@@ -41,7 +43,16 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "worker_queue_depth": ("gauge", "Invocations waiting for a slot, by lane."),
     "worker_invocation_duration_seconds": ("histogram", "Handler time per invocation."),
     "worker_restarts_total": ("counter", "Worker processes replaced after they died."),
+    "worker_recycles_total": (
+        "counter",
+        "Worker processes replaced after reaching WORKER_MAX_INVOCATIONS or WORKER_MAX_RSS_MB.",
+    ),
     "worker_processes": ("gauge", "Worker processes alive."),
+    "worker_open_connections": ("gauge", "Client connections open, per worker process summed."),
+    "worker_connections_refused": (
+        "gauge",
+        "Connections refused at WORKER_MAX_CONNECTIONS since each worker started.",
+    ),
     "worker_batch_size": ("histogram", "Items per inference batch, by model."),
     "worker_batch_wait_seconds": ("histogram", "Wait of a batch's oldest request, by model."),
     "worker_batch_seconds": ("histogram", "Batch function time per batch, by model."),
@@ -81,19 +92,25 @@ class LaneStats:
     reads these when it takes a snapshot (on the same thread).
     """
 
-    __slots__ = ("errors", "hist", "invocations", "labels")
+    __slots__ = ("errors", "hist", "invocations", "labels", "listener")
 
-    def __init__(self, lane: str) -> None:
+    def __init__(self, lane: str, listener: Listener | None = None) -> None:
         self.labels: Labels = (("lane", lane),)
         self.invocations = 0
         self.errors: dict[str, int] = {}
         self.hist = [0.0] * (len(BUCKETS) + 3)
+        self.listener = listener
 
     def record(self, seconds: float, error_type: str | None) -> None:
         self.invocations += 1
         if error_type is not None:
             self.errors[error_type] = self.errors.get(error_type, 0) + 1
         _count(self.hist, seconds)
+        if self.listener is not None:
+            self.listener("worker_invocations_total", self.labels, 1.0)
+            self.listener("worker_invocation_duration_seconds", self.labels, seconds)
+            if error_type is not None:
+                self.listener("worker_errors_total", self.labels, 1.0)
 
     def export(self) -> tuple[dict[str, float], dict[str, list[float]]]:
         counters = {_key("worker_invocations_total", self.labels): float(self.invocations)}
@@ -112,9 +129,16 @@ class Metrics:
         self.hists: dict[str, list[float]] = {}  # buckets..., overflow, sum, count
         self._gauges: dict[str, Callable[[], float]] = {}
         self._lanes: list[LaneStats] = []
+        self.listener: Listener | None = None
+
+    def listen(self, listener: Listener) -> None:
+        """Tell `listener` of every observation from now on (lanes made later too)."""
+        self.listener = listener
+        for stats in self._lanes:
+            stats.listener = listener
 
     def lane(self, name: str) -> LaneStats:
-        stats = LaneStats(name)
+        stats = LaneStats(name, self.listener)
         self._lanes.append(stats)
         return stats
 
@@ -122,8 +146,12 @@ class Metrics:
         key = _key(name, labels)
         with self._lock:
             self.counters[key] = self.counters.get(key, 0.0) + value
+        if self.listener is not None:
+            self.listener(name, labels, value)
 
     def observe(self, name: str, labels: Labels, seconds: float) -> None:
+        if self.listener is not None:
+            self.listener(name, labels, seconds)
         key = _key(name, labels)
         with self._lock:
             hist = self.hists.get(key)
@@ -187,13 +215,17 @@ class SnapshotStore:
             return None
 
     def read_all(self, skip: str | None = None) -> list[dict[str, Any]]:
-        snaps = []
+        return list(self.read_named(skip).values())
+
+    def read_named(self, skip: str | None = None) -> dict[str, dict[str, Any]]:
+        """Every process's last snapshot by its name (`worker-0`, `supervisor`…)."""
+        snaps = {}
         with contextlib.suppress(OSError):
             for entry in sorted(os.listdir(self.directory)):
                 if entry.endswith(".json") and entry[:-5] != skip:
                     snap = self.read(entry[:-5])
                     if snap is not None:
-                        snaps.append(snap)
+                        snaps[entry[:-5]] = snap
         return snaps
 
 

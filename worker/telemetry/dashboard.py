@@ -1,0 +1,17 @@
+"""Mission Control: the live dashboard page served at `/_worker/dashboard`.
+
+One self-contained HTML file (`dashboard.html`, shipped in the package: no CDN, no chart
+library, a few canvases drawn by hand) that polls `/_worker/stats` — every worker
+process's registry, by process — once a second and charts throughput, p50/p99 latency,
+in-flight per worker, queue depth and 429s per lane, batch size per model and restarts.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+
+@functools.cache
+def page() -> bytes:
+    return resources.files("worker.telemetry").joinpath("dashboard.html").read_bytes()
