@@ -102,6 +102,8 @@ class Pool:
         self._on_limit: Callable[[], None] | None = None
         self._check: Callable[[], None] | None = None
         self._check_every = 1
+        self.stuck = 0  # slots waiting on the thread of a timed-out sync handler
+        self._on_stuck: Callable[[], None] | None = None
         self._stats = {lane.name: metrics.lane(lane.name) for lane in lanes.all}
         self._arn = f"arn:aws:lambda:{config.region}:000000000000:function:{config.function_name}"
         self._log_group = f"/aws/lambda/{config.function_name}"
@@ -123,6 +125,10 @@ class Pool:
     def limit(self, invocations: int, reached: Callable[[], None]) -> None:
         """Call `reached` once this process has answered `invocations` invocations."""
         self._limit, self._on_limit = invocations, reached
+
+    def when_stuck(self, stuck: Callable[[], None]) -> None:
+        """Call `stuck` when every slot is held by a timed-out sync handler's thread."""
+        self._on_stuck = stuck
 
     def check_every(self, invocations: int, check: Callable[[], None]) -> None:
         """Call `check` after every `invocations` answers (a memory limit's reading)."""
@@ -252,6 +258,10 @@ class Pool:
         if thread is not None and not thread.done():
             # Answer the caller now; the slot stays busy until the thread returns.
             self._reply(job, slot, None, error, clock)
+            self.stuck += 1
+            if self.stuck >= len(self.slots) and self._on_stuck is not None:
+                # Every slot waits on a hung thread: this process can do nothing more.
+                self._on_stuck()
             try:
                 await asyncio.wrap_future(thread)
             except asyncio.CancelledError:
@@ -259,6 +269,7 @@ class Pool:
             except BaseException as exc:  # answered already: a late failure only logs
                 log.warning("a timed-out handler failed after its answer", exc_info=exc)
             finally:
+                self.stuck -= 1
                 ctx.close()
                 lane.in_flight -= 1
         else:

@@ -99,6 +99,9 @@ class WorkerProcess:
         pool.start()
         if self.config.max_invocations:
             pool.limit(self.config.max_invocations, lambda: self._recycle("max_invocations"))
+        # Threads cannot be stopped: a process whose every slot waits on a hung sync
+        # handler is replaced (its queued work answered at once, not after the grace).
+        pool.when_stuck(lambda: self._recycle("stuck_threads"))
         if self.config.max_rss_mb:
             # Read every 8 answers (a few µs each) as well as on every tick: a fast leak
             # must not outrun the check.
@@ -219,7 +222,8 @@ class WorkerProcess:
             front.recycling = True
             server.close()
             front.close_idle(used_only=True)
-            for _ in range(int(self.config.grace / 0.01)):
+            waits = 0 if self.recycle == "stuck_threads" else int(self.config.grace / 0.01)
+            for _ in range(waits):
                 if not front.connections:
                     break
                 await asyncio.sleep(0.01)
@@ -230,7 +234,8 @@ class WorkerProcess:
         front.draining = True
         server.close()
         front.close_idle()
-        finished = await pool.drain(max(0.1, self.config.grace - 0.5))
+        grace = 0.1 if self.recycle == "stuck_threads" else max(0.1, self.config.grace - 0.5)
+        finished = await pool.drain(grace)
         await self._flush_writes(front)
         for conn in list(front.connections):
             conn.close()

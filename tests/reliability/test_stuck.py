@@ -1,0 +1,61 @@
+"""A hung sync handler: its timeout is answered, slot accounting stays right, and a worker
+whose every slot is held by a hung thread is replaced."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from tests.client import invoke
+from tests.test_supervisor import wait_for
+
+
+async def test_a_worker_with_every_thread_stuck_is_replaced(serve) -> None:
+    srv = serve(
+        "tests.apps.basic.sync_sleep",
+        "--workers",
+        "1",
+        "--concurrency",
+        "2",
+        "--timeout",
+        "1",
+        "--grace",
+        "2",
+    )
+    wait_for(lambda: len(srv.children()) == 1, "the worker")
+    first = srv.children()[0]
+    hung = await asyncio.gather(*(invoke(srv.port, {"seconds": 3600}) for _ in range(2)))
+    for answer in hung:  # each answered at its deadline, not when (if ever) it returns
+        assert answer.json()["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
+    wait_for(lambda: srv.children() and srv.children()[0] != first, "a fresh worker")
+    answer = await invoke(srv.port, {"seconds": 0})  # the new worker has free slots
+    assert answer.json() == {"slept": 0}
+    assert '"reason":"stuck_threads"' in srv.logs()
+    metrics = srv.get("/_worker/metrics")[1].decode()
+    assert re.search(r"^worker_recycles_total 1", metrics, re.M)
+
+
+async def test_one_hung_thread_leaves_the_other_slots_working(serve) -> None:
+    srv = serve(
+        "tests.apps.basic.sync_sleep",
+        "--workers",
+        "1",
+        "--concurrency",
+        "2",
+        "--timeout",
+        "1",
+        "--grace",
+        "2",
+    )
+    first = srv.children()[0]
+    hung = await invoke(srv.port, {"seconds": 3600})
+    assert hung.json()["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
+    for _ in range(5):  # the other slot serves; the worker is not replaced
+        assert (await invoke(srv.port, {"seconds": 0})).json() == {"slept": 0}
+    assert srv.children() == [first]
+    in_flight = re.search(
+        r'^worker_in_flight\{lane="sprinter"\} (\S+)$',
+        srv.get("/_worker/metrics")[1].decode(),
+        re.M,
+    )
+    assert in_flight is not None and float(in_flight.group(1)) == 1.0  # the hung one, counted
