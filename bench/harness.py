@@ -51,18 +51,34 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def tree_pss_mb(pid: int) -> float:
-    """Summed proportional set size of a process tree: shared pages counted once."""
+def _tree_kb(pid: int, path: str, field: str) -> int:
+    """Sum one `field:` of /proc/PID/`path` (kB) over a process tree."""
     total_kb = 0
     for p in descendants(pid):
         try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
+            for line in Path(f"/proc/{p}/{path}").read_text().splitlines():
+                if line.startswith(field):
                     total_kb += int(line.split()[1])
                     break
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-    return total_kb / 1024
+    return total_kb
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Summed proportional set size of a process tree: shared pages counted once."""
+    return _tree_kb(pid, "smaps_rollup", "Pss:") / 1024
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Summed resident set size of a process tree (shared pages counted in each)."""
+    return _tree_kb(pid, "status", "VmRSS:") / 1024
+
+
+def runtime_pid(emulator: int) -> int:
+    """The runtime process `worker emulate` started (its first child)."""
+    kids = Path(f"/proc/{emulator}/task/{emulator}/children").read_text().split()
+    return int(kids[0])
 
 
 def tree_cpu_seconds(pid: int) -> float:

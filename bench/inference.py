@@ -39,6 +39,7 @@ from bench.harness import (
     publish,
     python,
     results_dir,
+    runtime_pid,
     server,
     tree_pss_mb,
     wrk,
@@ -176,11 +177,6 @@ def invoke(port: int, text: str) -> dict[str, Any]:
     with urllib.request.urlopen(req, timeout=600) as r:
         answer: dict[str, Any] = json.loads(r.read())
         return answer
-
-
-def runtime_pid(emulator: int) -> int:
-    kids = Path(f"/proc/{emulator}/task/{emulator}/children").read_text().split()
-    return int(kids[0])
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from bench.harness import (
     publish,
     python,
     results_dir,
+    runtime_pid,
     server,
     tree_cpu_seconds,
     tree_pss_mb,
@@ -53,11 +54,6 @@ def emulator_argv(
     argv = [python(), "-m", "worker", "emulate", handler, "--port", str(port),
             "--concurrency", str(concurrency), "--queue-size", "8192"]  # fmt: skip
     return argv + (["--", *command] if command else [])
-
-
-def runtime_pid(emulator: int) -> int:
-    kids = Path(f"/proc/{emulator}/task/{emulator}/children").read_text().split()
-    return int(kids[0])
 
 
 def measure(

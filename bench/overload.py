@@ -24,12 +24,12 @@ import uvloop
 
 from bench.harness import (
     RESULTS,
-    descendants,
     free_port,
     publish,
     python,
     results_dir,
     server,
+    tree_rss_mb,
     wrk,
 )
 
@@ -120,18 +120,6 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
-
-
-def tree_rss_mb(pid: int) -> float:
-    total = 0
-    for p in descendants(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total / 1024
 
 
 def sample_rss(pid: int, stop: threading.Event, out: list[float]) -> None:

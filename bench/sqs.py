@@ -20,7 +20,6 @@ import resource
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +35,7 @@ from bench.harness import (
     publish,
     python,
     results_dir,
+    server,
     tree_cpu_seconds,
 )
 from worker.config import cores
@@ -51,25 +51,9 @@ CREDENTIALS = {
 @contextlib.contextmanager
 def moto_server() -> Iterator[tuple[str, int]]:
     port = free_port()
-    proc = subprocess.Popen(
-        [python(), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        end = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > end:
-                    raise
-                time.sleep(0.05)
+    argv = [python(), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with server(argv, port, "/moto-api/", ready_within=60) as proc:
         yield f"http://127.0.0.1:{port}", proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def fill(sqs: Any, count: int) -> str:

@@ -26,6 +26,23 @@ from worker.telemetry.metrics import Metrics, merge, render
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def wait_answering(
+    url: str, proc: subprocess.Popen[bytes], describe: Callable[[], str], timeout: float = 30.0
+) -> None:
+    """Poll `url` until it answers 2xx (the state that proves readiness); fail at once if
+    `proc` exits, or after `timeout`, with `describe()` (its log) in the message."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited {proc.returncode} before {url} answered:\n{describe()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s:\n{describe()}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,17 +127,8 @@ class Proc:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait for the state that proves readiness: /_worker/ready answers 200."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.logs()}")
-            try:
-                if self.get("/_worker/ready", timeout=1.0)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise TimeoutError(f"server not ready:\n{self.logs()}")
+        url = f"http://127.0.0.1:{self.port}/_worker/ready"
+        wait_answering(url, self.proc, self.logs, timeout)
 
     def logs(self) -> str:
         if not self._log.closed:
@@ -249,15 +257,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
         stderr=subprocess.STDOUT,
     )
     try:
-        end = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > end:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.05)
+        wait_answering(f"http://127.0.0.1:{port}/moto-api/", proc, lambda: "moto server", 60)
         yield Moto(port, proc)
     finally:
         proc.terminate()

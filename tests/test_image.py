@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.client import invoke
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_answering
 
 #: What the Dockerfile's builder stage copies (and .dockerignore lets through).
 BUILD_INPUTS = ["pyproject.toml", "setup.py", "README.md", "ext", "worker", "handlers"]
@@ -134,15 +133,7 @@ def _run(
 
 
 def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        assert proc.poll() is None, log.read_text()
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_worker/ready", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("not ready:\n" + log.read_text())
+    wait_answering(f"http://127.0.0.1:{port}/_worker/ready", proc, log.read_text, 60)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:

@@ -6,10 +6,14 @@ and `params` (path parameters a `Router` matched)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from worker import aws, scratch
 from worker.inference import host
+
+NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
 
 class CognitoIdentity:
@@ -120,7 +124,9 @@ class LambdaContext:
         self.tenant_id = tenant_id
         self.kind = kind  # what the classifier made of the event (None: not classified)
         self.route = route
-        self.params: dict[str, str] = {}  # path parameters, when a Router matched a template
+        # Path parameters, when a Router matched a template (a shared empty mapping until
+        # then: no dict built per invocation).
+        self.params: Mapping[str, str] = NO_PARAMS
         self._worker_tmp = worker_tmp
         self._tmp: str | None = None
 

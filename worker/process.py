@@ -262,7 +262,7 @@ class WorkerProcess:
             # one at any moment, and cancelling it could lose that event. Let each poller
             # take what its /next brings, answer it, and ask for no more.
             source.stop(cancel_waiting=False)
-            done, _ = await asyncio.wait([polling], timeout=grace)
+            await asyncio.wait([polling], timeout=grace)
         source.stop()
         done, _ = await asyncio.wait([polling], timeout=grace)
         finished = bool(done)

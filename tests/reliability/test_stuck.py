@@ -9,19 +9,13 @@ import re
 from tests.client import invoke
 from tests.test_supervisor import wait_for
 
+#: Two slots whose sync handler may sleep past a 1 s timeout; a short grace at the end.
+SLEEPY = ("tests.apps.basic.sync_sleep", "--workers", "1", "--concurrency", "2",
+          "--timeout", "1", "--grace", "2")  # fmt: skip
+
 
 async def test_a_worker_with_every_thread_stuck_is_replaced(serve) -> None:
-    srv = serve(
-        "tests.apps.basic.sync_sleep",
-        "--workers",
-        "1",
-        "--concurrency",
-        "2",
-        "--timeout",
-        "1",
-        "--grace",
-        "2",
-    )
+    srv = serve(*SLEEPY)
     wait_for(lambda: len(srv.children()) == 1, "the worker")
     first = srv.children()[0]
     hung = await asyncio.gather(*(invoke(srv.port, {"seconds": 3600}) for _ in range(2)))
@@ -36,17 +30,7 @@ async def test_a_worker_with_every_thread_stuck_is_replaced(serve) -> None:
 
 
 async def test_one_hung_thread_leaves_the_other_slots_working(serve) -> None:
-    srv = serve(
-        "tests.apps.basic.sync_sleep",
-        "--workers",
-        "1",
-        "--concurrency",
-        "2",
-        "--timeout",
-        "1",
-        "--grace",
-        "2",
-    )
+    srv = serve(*SLEEPY)
     first = srv.children()[0]
     hung = await invoke(srv.port, {"seconds": 3600})
     assert hung.json()["errorType"] == "Sandbox.Timedout"  # type: ignore[index]

@@ -121,7 +121,6 @@ class Batcher:
         self.last_arrival = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{spec.name}")
-        self.batches = 0
         self.closed = False
         self.metrics.gauge("worker_inference_queue_depth", self.labels, lambda: len(self.queue))
 
@@ -262,7 +261,6 @@ class Batcher:
         seconds = loop.time() - started
         self.running = False
         self.busy_until = 0.0
-        self.batches += 1
         self.metrics.observe("worker_batch_seconds", self.labels, seconds)
         error = done.exception() if not done.cancelled() else asyncio.CancelledError()
         if error is None:

@@ -14,7 +14,6 @@ share the weights copy-on-write; each runs its own batcher over them (`host.py`)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import logging
@@ -174,16 +173,12 @@ def on_gpu() -> bool:
     return any(spec.resolved_device.startswith("cuda") for spec in MODELS.values())
 
 
-_inference_mode: Callable[[], Any] | None = None
-
-
 def run_batch(fn: BatchFn, inputs: list[Any]) -> Sequence[Any]:
     """Call a batch function without autograd bookkeeping when torch is there."""
-    global _inference_mode
-    if _inference_mode is None:
-        # A model that uses torch has imported it by now (its loader ran); one that does
-        # not should not pay for importing it.
-        torch = sys.modules.get("torch")
-        _inference_mode = torch.inference_mode if torch is not None else contextlib.nullcontext
-    with _inference_mode():
+    # A model that uses torch has imported it by now (its loader ran); one that does not
+    # should not pay for importing it.
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return fn(inputs)
+    with torch.inference_mode():
         return fn(inputs)

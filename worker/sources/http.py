@@ -169,11 +169,7 @@ class HttpProtocol(asyncio.Protocol):
             # at once, politely, rather than letting idle or slow clients pile up.
             front.refused_connections += 1
             body = b'{"errorType":"ServiceException","errorMessage":"Too many open connections"}'
-            self.transport.write(
-                b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\nretry-after: 1\r\nconnection: close\r\n\r\n%s"
-                % (len(body), body)
-            )
+            self.transport.write(self._response(503, body, True, extra=b"retry-after: 1\r\n"))
             self._closing = True
             self.transport.close()
             return
