@@ -58,6 +58,28 @@ async def gated(event: Any, context: Any) -> Any:
     return None
 
 
+async def tally(event: Any, context: Any) -> Any:
+    """Holds each batch briefly (so kills land mid-batch), then marks each body done once.
+
+    The marker, created exclusively under SQS_DONE and named by the body, holds the pid that
+    processed it; a redelivery of a finished message (its delete was cut by a kill) counts
+    as a duplicate in SQS_STORE and succeeds, so it is deleted this time.
+    """
+    await _sleep()
+    for record in event["Records"]:
+        try:
+            fd = os.open(
+                os.path.join(os.environ["SQS_DONE"], record["body"]),
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+            )
+        except FileExistsError:
+            _record(f"duplicate {record['body']}")
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+    return None
+
+
 async def _sleep() -> None:
     import asyncio
 
