@@ -39,14 +39,18 @@ async def _flood_client(port: int, stop: threading.Event, counts: dict[str, int]
             while not stop.is_set():
                 writer.write(request)
                 status = int((await reader.readline()).split()[1])
-                length = 0
+                length, closing = 0, False
                 while (line := await reader.readline()) not in (b"\r\n", b""):
-                    if line.lower().startswith(b"content-length:"):
+                    lower = line.lower()
+                    if lower.startswith(b"content-length:"):
                         length = int(line.split(b":")[1])
+                    closing = closing or lower.startswith(b"connection: close")
                 await reader.readexactly(length)
                 counts[str(status)] = counts.get(str(status), 0) + 1
                 if status == 429:
                     await asyncio.sleep(0.05)  # refused: a real client backs off
+                if closing:
+                    break  # the server ends this connection: open another
         except (OSError, asyncio.IncompleteReadError, IndexError, ValueError):
             pass
         finally:
@@ -128,17 +132,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return summary
 
 
+BASELINE = "one lane"
+
+
 def table(summary: dict[str, Any]) -> str:
+    """One row per config and phase; each sprinter p99 beside the one-lane baseline's."""
     lines = [
         "| config | sprinters | req/s | p50 ms | p99 ms | sprinter non-2xx | marathons done "
-        "| marathon 429s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"| marathon 429s | baseline ({BASELINE}) p99 ms | p99 vs baseline |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    base = summary["configs"].get(BASELINE, {})
     for name, phases in summary["configs"].items():
         for phase, s in phases.items():
+            b = base.get(phase)
+            vs = "baseline"
+            if name != BASELINE and b is not None:
+                vs = f"**{s['p99_ms'] / b['p99_ms']:.2f}x**"
             lines.append(
                 f"| {name} | {phase} | {s['rps']:,.0f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
-                f"{s['non_2xx']:.0f} | {s['flood_done']:.0f} | {s['flood_429']:.0f} |"
+                f"{s['non_2xx']:.0f} | {s['flood_done']:.0f} | {s['flood_429']:.0f} | "
+                f"{b['p99_ms'] if b else float('nan'):.2f} | {vs} |"
             )
     return "\n".join(lines) + "\n"
 

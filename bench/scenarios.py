@@ -2,10 +2,14 @@
 
 ApiUser, InvokeUser and MixedUser run against `worker serve bench.scenario_app.handler`,
 EmbedUser against `worker serve handlers.embed.handler`; each for a fixed time with a
-fixed number of users, with `--csv`. Reported per scenario and request name: requests,
-failures, throttled (429) answers, requests/s, p50/p99. Locust itself tops out near 4k
-requests/s per process here: these are user-facing scenarios, not the throughput
-benchmark (that is wrk's job in bench/http.py).
+fixed number of users, with `--csv`. Each scenario runs twice, ours and its baseline:
+ApiUser and InvokeUser against the raw ASGI app on uvicorn (bench/asgi_baseline.py, no
+framework), MixedUser against ours with one lane (WORKER_MARATHON_SHARE=0), EmbedUser
+against ours unbatched (EMBED_MAX_BATCH=1). Reported per scenario and request name:
+requests, failures, throttled (429) answers, requests/s, p50/p99, and req/s and p99
+beside the baseline's. Locust itself tops out near 4k requests/s per process here: these
+are user-facing scenarios, not the throughput benchmark (that is wrk's job in
+bench/http.py), so where both sides outrun locust the ratio is near 1.
 
     python -m bench.scenarios [--seconds 15] [--users 50]
 """
@@ -22,34 +26,59 @@ from typing import Any
 
 from bench.harness import RESULTS, ROOT, free_port, publish, python, results_dir, server
 
-SCENARIOS = {
-    # user class -> (handler, extra serve flags)
-    "ApiUser": ("bench.scenario_app.handler", []),
-    "InvokeUser": ("bench.scenario_app.handler", []),
-    "MixedUser": ("bench.scenario_app.handler", []),
-    "EmbedUser": ("handlers.embed.handler", ["--concurrency", "64"]),
+#: A server to run a scenario against: its label, argv after `python -m` (PORT replaced),
+#: extra environment and the path that answers once it is ready.
+Target = tuple[str, list[str], dict[str, str], str]
+
+
+def ours(
+    handler: str, *flags: str, env: dict[str, str] | None = None, label: str = "ours"
+) -> Target:
+    argv = ["worker", "serve", handler, "--port", "PORT", "--workers", "2", *flags]
+    return label, argv, env or {}, "/_worker/ready"
+
+
+UVICORN: Target = (
+    "raw ASGI on uvicorn",
+    ["uvicorn", "bench.asgi_baseline:app", "--port", "PORT", "--workers", "2", "--loop",
+     "uvloop", "--http", "httptools", "--lifespan", "off", "--no-access-log", "--log-level",
+     "warning"],
+    {},
+    "/",
+)  # fmt: skip
+
+SCENARIOS: dict[str, tuple[Target, Target]] = {
+    # user class -> (ours, its baseline)
+    "ApiUser": (ours("bench.scenario_app.handler"), UVICORN),
+    "InvokeUser": (ours("bench.scenario_app.handler"), UVICORN),
+    "MixedUser": (
+        ours("bench.scenario_app.handler"),
+        ours(
+            "bench.scenario_app.handler",
+            env={"WORKER_MARATHON_SHARE": "0"},
+            label="ours, one lane",
+        ),
+    ),
+    "EmbedUser": (
+        ours("handlers.embed.handler", "--concurrency", "64"),
+        ours(
+            "handlers.embed.handler",
+            "--concurrency",
+            "64",
+            env={"EMBED_MAX_BATCH": "1"},
+            label="ours, max_batch_size=1",
+        ),
+    ),
 }
 
 
-def run(user: str, seconds: float, users: int, out: Path) -> list[dict[str, Any]]:
-    handler, flags = SCENARIOS[user]
+def run(user: str, target: Target, seconds: float, users: int, out: Path) -> list[dict[str, Any]]:
+    label, args, env, ready = target
     port = free_port()
-    argv = [
-        python(),
-        "-m",
-        "worker",
-        "serve",
-        handler,
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        *flags,
-    ]
-    prefix = out / f"locust-{user}"
-    with server(
-        argv, port, "/_worker/ready", env={"AWS_LAMBDA_LOG_LEVEL": "WARNING"}, ready_within=120
-    ):
+    argv = [python(), "-m", *(str(port) if a == "PORT" else a for a in args)]
+    prefix = out / f"locust-{user}-{'base' if label != 'ours' else 'ours'}"
+    env = {"AWS_LAMBDA_LOG_LEVEL": "WARNING", **env}
+    with server(argv, port, ready, env=env, ready_within=120):
         subprocess.run(
             [
                 python(),
@@ -75,8 +104,10 @@ def run(user: str, seconds: float, users: int, out: Path) -> list[dict[str, Any]
             capture_output=True,
             cwd=ROOT,
         )
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_worker/metrics", timeout=5) as r:
-            metrics = r.read().decode()
+        metrics = ""
+        if ready == "/_worker/ready":
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_worker/metrics", timeout=5) as r:
+                metrics = r.read().decode()
     rows: list[dict[str, Any]] = [{"metrics": batch_sizes(metrics)}] if "model=" in metrics else []
     with open(f"{prefix}_stats.csv") as f:
         for row in csv.DictReader(f):
@@ -115,13 +146,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     out = results_dir(args.out)
-    summary: dict[str, Any] = {"scenarios": {}}
-    for user in SCENARIOS:
-        print(f"[scenarios] {user}: {args.users} users for {args.seconds:.0f}s", flush=True)
-        rows = run(user, args.seconds, args.users, out)
-        if rows and "metrics" in rows[0]:
-            summary["batch_sizes"] = rows.pop(0)["metrics"]
-        summary["scenarios"][user] = rows
+    summary: dict[str, Any] = {"scenarios": {}, "baselines": {}}
+    for user, (mine, base) in SCENARIOS.items():
+        for side, target in (("scenarios", mine), ("baselines", base)):
+            print(
+                f"[scenarios] {user} against {target[0]}: {args.users} users for "
+                f"{args.seconds:.0f}s",
+                flush=True,
+            )
+            rows = run(user, target, args.seconds, args.users, out)
+            if rows and "metrics" in rows[0]:
+                metrics = rows.pop(0)["metrics"]
+                if side == "scenarios":
+                    summary["batch_sizes"] = metrics
+            summary[side][user] = {"label": target[0], "rows": rows}
     summary["method"] = {
         "seconds": args.seconds,
         "users": args.users,
@@ -132,25 +170,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def table(summary: dict[str, Any]) -> str:
+    """One row per scenario and request: ours, then the baseline's req/s and p99 and the ratios."""
     lines = [
-        "| scenario | request | requests | failures | throttled (429) | req/s | p50 ms | p99 ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| scenario | request | requests | failures | throttled (429) | req/s | p50 ms | p99 ms "
+        "| baseline | baseline req/s, p99 ms | req/s vs baseline | p99 vs baseline |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
-    for user, rows in summary["scenarios"].items():
-        throttled = {
-            r["name"].removesuffix(" [throttled]"): r["requests"]
-            for r in rows
-            if r["name"].endswith("[throttled]")
-        }
-        for r in rows:
+    for user, mine in summary["scenarios"].items():
+        base = summary["baselines"][user]
+        throttled = _throttled(mine["rows"])
+        theirs = {r["name"]: r for r in base["rows"]}
+        for r in mine["rows"]:
             if r["name"].endswith("[throttled]"):
                 continue
+            b = theirs.get(r["name"])
+            if b is None:
+                compared = "none answered | - | -"
+            else:
+                compared = (
+                    f"{b['rps']:,.0f}, {b['p99_ms']:.0f} | **{r['rps'] / b['rps']:.2f}x** "
+                    f"| **{r['p99_ms'] / b['p99_ms']:.2f}x**"
+                )
             lines.append(
                 f"| {user} | {r['name']} | {r['requests']:,} | {r['failures']} | "
                 f"{throttled.get(r['name'], 0):,} | {r['rps']:,.0f} | {r['p50_ms']:.0f} | "
-                f"{r['p99_ms']:.0f} |"
+                f"{r['p99_ms']:.0f} | {base['label']} | {compared} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _throttled(rows: list[dict[str, Any]]) -> dict[str, int]:
+    return {
+        r["name"].removesuffix(" [throttled]"): r["requests"]
+        for r in rows
+        if r["name"].endswith("[throttled]")
+    }
 
 
 if __name__ == "__main__":

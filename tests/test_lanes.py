@@ -41,3 +41,34 @@ async def test_lanes_choose_sets_the_job_lane() -> None:
     j = job(0)
     assert lanes.choose(j).offer(j)
     assert j.lane == "default"
+
+
+def test_the_time_bound_keeps_a_queued_wait_within_its_share_of_an_invocation() -> None:
+    lane = Lane("default", slots=4, queue_size=100, wait_share=0.5, wait_floor=0.005)
+    lane.observe(0.2)  # a typical invocation: 200 ms; 4 slots free one every 50 ms
+    admitted = 0
+    while lane.offer(job(admitted)):
+        admitted += 1
+    # Place p waits about p x 50 ms: places 1 and 2 are within 100 ms, place 3 is not.
+    assert admitted == 2
+
+
+def test_fast_invocations_are_bounded_by_count_not_by_a_tiny_wait() -> None:
+    lane = Lane("default", slots=4, queue_size=8, wait_share=0.5, wait_floor=0.005)
+    lane.observe(0.00002)  # 20 µs: a whole queue waits far less than the 5 ms floor
+    assert all(lane.offer(job(n)) for n in range(8))
+    assert not lane.offer(job(8))
+
+
+def test_the_typical_time_follows_the_lane_and_unset_share_means_count_only() -> None:
+    lane = Lane("default", slots=1, queue_size=3)
+    lane.observe(10.0)
+    assert all(lane.offer(job(n)) for n in range(3))  # no time bound without a share
+    lane.observe(20.0)
+    assert 10.0 < lane.typical < 20.0  # an average, not the last value
+    lanes = Lanes([lane])
+    j = job(9)
+    j.lane = "default"
+    before = lane.typical
+    lanes.observe(j, 30.0)
+    assert lane.typical > before

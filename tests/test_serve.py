@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.client import invoke, request
 
@@ -62,6 +63,33 @@ async def test_overload_answers_429_and_every_other_request_200(serve, tmp_path:
     assert throttled.json()["errorType"] == "TooManyRequestsException"  # type: ignore[index]
     text = (await request(srv.port, "GET", "/_worker/metrics")).body.decode()
     assert 'worker_rejections_total{lane="sprinter"} 16' in text
+
+
+@pytest.mark.parametrize(("queue_wait", "accepted"), [("0.5", 3), ("0", 4)])
+async def test_a_wait_past_half_a_typical_invocation_is_refused(
+    serve, tmp_path: Path, queue_wait: str, accepted: int
+) -> None:
+    srv = serve(
+        "tests.apps.basic.gate",
+        *("--workers", "1", "--concurrency", "2", "--queue-wait", queue_wait),
+    )
+    warm = tmp_path / "warm"
+    warm.mkdir()
+    (warm / "release").touch()
+    # The lane learns its typical invocation: 0.4 s.
+    assert (await invoke(srv.port, {"dir": str(warm), "hold": 0.4})).status == 200
+    calls = []
+    for n in range(1, 5):  # two run, then queued places 1 and 2 (the count bound is 4)
+        calls.append(asyncio.ensure_future(invoke(srv.port, {"dir": str(tmp_path)})))
+        while len(list(tmp_path.glob("started-*"))) < min(n, 2):
+            await asyncio.sleep(0.01)
+    while accepted < 4 and not calls[3].done():  # place 2 waits a whole invocation: refused
+        await asyncio.sleep(0.01)
+    (tmp_path / "release").touch()
+    answers = await asyncio.gather(*calls)
+    assert [a.status for a in answers] == [200] * accepted + [429] * (4 - accepted)
+    if accepted < 4:
+        assert answers[3].json()["errorType"] == "TooManyRequestsException"  # type: ignore[index]
 
 
 async def test_concurrent_invocations_get_private_scratch_dirs(serve, tmp_path: Path) -> None:

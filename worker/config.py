@@ -50,6 +50,19 @@ SETTINGS: dict[str, Setting] = {
         parse=int,
         help="waiting invocations per lane over all processes",
     ),
+    "queue_wait": Setting(
+        env="WORKER_QUEUE_WAIT",
+        flag="--queue-wait",
+        parse=float,
+        help="refuse (429) a wait for a slot past this share of the lane's typical"
+        " invocation time; 0: the queue size alone bounds it",
+    ),
+    "queue_wait_min_ms": Setting(
+        env="WORKER_QUEUE_WAIT_MIN_MS",
+        flag=None,
+        parse=float,
+        help="a predicted wait under this is never refused by WORKER_QUEUE_WAIT",
+    ),
     "timeout": Setting(
         env="AWS_LAMBDA_FUNCTION_TIMEOUT",
         flag="--timeout",
@@ -185,6 +198,8 @@ class Config:
     processes: int = 0  # 0: one per core
     concurrency: int = 0  # 0: 16 per core (1 in plain Lambda mode)
     queue_size: int = 0  # 0: 2 x concurrency
+    queue_wait: float = 0.5
+    queue_wait_min_ms: float = 5.0
     timeout: float = 300.0
     init_timeout: float = 900.0
     max_payload: int = DEFAULT_MAX_PAYLOAD
@@ -271,6 +286,8 @@ class Config:
             "model_threads",
             "max_invocations",
             "max_rss_mb",
+            "queue_wait",
+            "queue_wait_min_ms",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -14,12 +14,30 @@ class Lane:
 
     `offer()` hands a job straight to an idle slot, else queues it while there is room,
     else returns False: the caller answers 429 at once instead of queueing without bound.
+
+    Room is bounded twice: by count (`queue_size`) and, when `wait_share` is set, by time.
+    A job's predicted wait is its place in the queue over the slots, times the lane's
+    typical invocation time (an EWMA of what `observe()` is told); past `wait_share` of one
+    typical invocation (or `wait_floor` seconds, whichever is more) it is refused. The
+    count alone lets the accepted requests of an overloaded lane wait several invocation
+    times; the time bound keeps them within one, whatever the handler's speed, while the
+    floor keeps a burst of fast invocations from being refused for a sub-millisecond wait.
     """
 
-    def __init__(self, name: str, slots: int, queue_size: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        slots: int,
+        queue_size: int,
+        wait_share: float = 0.0,
+        wait_floor: float = 0.0,
+    ) -> None:
         self.name = name
         self.slots = slots
         self.queue_size = queue_size
+        self.wait_share = wait_share
+        self.wait_floor = wait_floor
+        self.typical = 0.0  # EWMA of this lane's invocation seconds (0: none seen yet)
         self.in_flight = 0
         self.closed = False
         self._queue: deque[Job] = deque()
@@ -39,8 +57,13 @@ class Lane:
                 job.lane = self.name
                 waiter.set_result(job)
                 return True
-        if len(self._queue) >= self.queue_size:
+        depth = len(self._queue)
+        if depth >= self.queue_size:
             return False
+        if self.wait_share and (depth + 1) * self.typical > self.slots * max(
+            self.wait_share * self.typical, self.wait_floor
+        ):
+            return False  # its predicted wait for a slot is past the time bound
         job.lane = self.name
         self._queue.append(job)
         return True
@@ -54,6 +77,11 @@ class Lane:
         waiter: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
         self._idle.append(waiter)
         return await waiter
+
+    def observe(self, seconds: float) -> None:
+        """Fold one invocation's duration into the lane's typical time."""
+        typical = self.typical
+        self.typical = seconds if typical == 0.0 else typical + 0.1 * (seconds - typical)
 
     def close(self) -> None:
         """Refuse new jobs; queued ones still run; idle slots are told to end."""
@@ -89,6 +117,9 @@ class Lanes:
         return self.by_name.get(self.profiles.lane_for(job.route), self.default)
 
     def observe(self, job: Job, seconds: float) -> None:
-        """Teach the route's profile how long this invocation took."""
+        """Teach the job's lane and its route's profile how long this invocation took."""
+        lane = self.by_name.get(job.lane)
+        if lane is not None:
+            lane.observe(seconds)
         if self.profiles is not None and job.route:
             self.profiles.observe(job.route, seconds, job.size)

@@ -158,9 +158,11 @@ class WorkerProcess:
             )
         sprint, marathon = cfg.lane_slots(self.index)
         queue = cfg.queue_for(self.index)
-        lanes = [Lane(SPRINTER, sprint, queue)]
+        # Served requests also wait for a slot no longer than the time bound allows.
+        wait = (cfg.queue_wait, cfg.queue_wait_min_ms / 1000)
+        lanes = [Lane(SPRINTER, sprint, queue, *wait)]
         if marathon:
-            lanes.append(Lane(MARATHON, marathon, queue))
+            lanes.append(Lane(MARATHON, marathon, queue, *wait))
         profiles = Profiles(
             slow_seconds=cfg.marathon_seconds,
             large_bytes=cfg.marathon_bytes,

@@ -122,9 +122,11 @@ async def peak(event: Any, context: Any) -> Any:
 
 
 async def gate(event: Any, context: Any) -> Any:
-    """Announce the start, then hold until `release` exists (for drain and overload)."""
+    """Announce the start, then hold until `release` exists (for drain and overload);
+    `hold` seconds first, when given (an invocation of a known length)."""
     with open(os.path.join(event["dir"], f"started-{context.aws_request_id}"), "w"):
         pass
+    await asyncio.sleep(event.get("hold", 0))
     await _await_file(os.path.join(event["dir"], "release"))
     return {"done": context.aws_request_id}
 

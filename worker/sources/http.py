@@ -297,6 +297,8 @@ class HttpProtocol(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._closing:
+            return  # read after the answer that closes the connection: never admitted
         parser = self.parser
         method = parser.get_method()
         keep_alive = parser.should_keep_alive() and not self.front.winding_down
@@ -401,7 +403,7 @@ class HttpProtocol(asyncio.Protocol):
         self.pending.append(exchange)
         if not self.front.submit(job):
             self.pending.pop()
-            return self._answer_now(429, error=_throttled(), close=close, retry_after=True)
+            return self._throttle(head=False, close=close)
         if kind == "event":
             # Queued: the caller is told at once; the outcome only reaches the logs.
             exchange.data = self._response(202, b"", close, extra=_request_id(job.request_id))
@@ -444,9 +446,7 @@ class HttpProtocol(asyncio.Protocol):
         self.pending.append(exchange)
         if not self.front.submit(job):
             self.pending.pop()
-            return self._answer_now(
-                429, error=_throttled(), head=head, close=close, retry_after=True
-            )
+            return self._throttle(head=head, close=close)
 
     # -- answers -------------------------------------------------------------------
 
@@ -572,6 +572,14 @@ class HttpProtocol(asyncio.Protocol):
             extra,
         )
         return start if head else start + body
+
+    def _throttle(self, *, head: bool, close: bool) -> None:
+        """429: the lane is full. The connection is closed with it when nothing else is
+        owed on it (as Envoy's overload manager turns keep-alive off): a keep-alive client
+        reuses the connection a fast 429 freed first, so without this it keeps sending to
+        the one full process while another idles; reconnecting lets the kernel spread it."""
+        close = close or not self.pending
+        self._answer_now(429, error=_throttled(), head=head, close=close, retry_after=True)
 
     def _answer_now(
         self,
