@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = http.main(["--rounds", rounds, "--seconds", seconds, "--out", str(out)])
     # `lambda` is a keyword: the module is bench/lambda.py, imported by name.
     lam = importlib.import_module("bench.lambda")
-    lam_args = ["--rounds", rounds, "--seconds", "2" if args.quick else "8", "--out", str(out)]
+    lam_args = ["--rounds", rounds, "--seconds", "1" if args.quick else "8", "--out", str(out)]
     progress("lambda", args.quick, started)
     lam_summary = lam.main(lam_args + (["--no-model"] if args.quick else []))
     progress("classify", args.quick, started)
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     cls_summary = classify.main([*cls_args, "--out", str(out)])
     progress("inference", args.quick, started)
     inf_args = (
-        ["--rounds", "1", "--seconds", "1", "--levels", "1,8", "--memory-level", "2"]
+        # One level: every model load costs seconds here (LMI's baseline loads one per slot).
+        ["--rounds", "1", "--seconds", "1", "--levels", "4", "--memory-level", "2"]
         if args.quick
         else []
     )
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     lanes_args = ["--rounds", "1", "--seconds", "1"] if args.quick else []
     lanes_summary = lanes.main([*lanes_args, "--out", str(out)])
     progress("scenarios", args.quick, started)
-    scn_args = ["--seconds", "2", "--users", "10"] if args.quick else []
+    scn_args = ["--seconds", "1", "--users", "10"] if args.quick else []
     scn_summary = scenarios.main([*scn_args, "--out", str(out)])
     made = plots.main(["--out", str(out)])
     method = summary["method"]

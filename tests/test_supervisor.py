@@ -121,6 +121,26 @@ async def test_sigterm_lets_50_in_flight_requests_finish_then_exits_0(
     assert await asyncio.to_thread(srv.proc.wait, 30) == 0
 
 
+async def test_a_sigterm_taken_by_another_thread_still_drains(serve, tmp_path: Path) -> None:
+    trigger = tmp_path / "sigterm"
+    srv = serve(
+        "tests.apps.threaded_init.handler",
+        "--workers",
+        "2",
+        env={"THREAD_SIGTERM": str(trigger)},
+    )
+    call = asyncio.ensure_future(invoke(srv.port, {"dir": str(tmp_path)}))
+    while not list(tmp_path.glob("started-*")):
+        await asyncio.sleep(0.01)
+    trigger.touch()  # the init phase's thread, not the main one, receives the SIGTERM
+    while "draining" not in srv.logs():
+        assert srv.proc.poll() is None, "killed by the signal instead of draining"
+        await asyncio.sleep(0.01)
+    (tmp_path / "release").touch()
+    assert (await call).status == 200  # the in-flight request was let finish
+    assert await asyncio.to_thread(srv.proc.wait, 30) == 0
+
+
 async def test_drain_past_grace_still_answers_every_accepted_request(serve, tmp_path: Path) -> None:
     srv = serve("tests.apps.basic.gate", "--workers", "1", "--grace", "1")
     call = asyncio.ensure_future(invoke(srv.port, {"dir": str(tmp_path)}))

@@ -35,6 +35,8 @@ log = logging.getLogger("worker.supervisor")
 SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 #: A worker that dies sooner than this after its start counts as a crash loop.
 FAST_FAILURE = 1.0
+#: The longest the supervisor sleeps between looks at its workers (s).
+WAKE = 0.25
 #: Time after the grace period before stragglers are killed.
 KILL_MARGIN = 2.0
 
@@ -102,8 +104,17 @@ class Supervisor:
         return handler
 
     def _supervise(self, listeners: Listeners, handler: Handler) -> int:
+        # The signals are taken synchronously (sigtimedwait), so the main thread blocks
+        # them. But threads the init phase started (torch's pool) do not block them, and
+        # the kernel hands a process-wide signal to any thread that does not: a SIGCHLD
+        # or SIGTERM arriving while this thread is not inside sigtimedwait would then be
+        # lost (SIGCHLD) or kill the process without a drain (SIGTERM's default). So each
+        # has a handler that only records it; the loop takes it from `caught`, and reaps
+        # on every wake-up besides, so a dead worker is never missed.
+        caught: list[int] = []
+        for signo in SIGNALS:
+            signal.signal(signo, lambda number, _frame: caught.append(number))
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         cfg = self.config
         listeners.shrink(cfg.worker_processes)
         log.info(
@@ -130,7 +141,7 @@ class Supervisor:
                 if not self.stopping:
                     self._spawn(index, handler, listeners)
             waits = [when - now for when, _ in respawn] + ([kill_at - now] if kill_at else [])
-            info = signal.sigtimedwait(SIGNALS, max(0.01, min([1.0, *waits])))
+            info = signal.sigtimedwait(SIGNALS, max(0.01, min([WAKE, *waits])))
             if kill_at and time.monotonic() >= kill_at:
                 for pid in self.workers:
                     log.error(
@@ -138,16 +149,15 @@ class Supervisor:
                     )
                     _kill(pid, signal.SIGKILL)
                 kill_at = 0.0
-            if info is None:
-                continue
-            if info.si_signo in (signal.SIGTERM, signal.SIGINT) and not self.stopping:
+            signo = info.si_signo if info is not None else (caught.pop(0) if caught else 0)
+            if signo in (signal.SIGTERM, signal.SIGINT) and not self.stopping:
                 self.stopping = True
                 log.info("draining", extra={"fields": {"grace": cfg.grace}})
                 listeners.close()
                 for pid in self.workers:
                     _kill(pid, signal.SIGTERM)
                 kill_at = time.monotonic() + cfg.grace + KILL_MARGIN
-            elif info.si_signo == signal.SIGCHLD:
+            else:  # SIGCHLD, or a wake-up: collect whatever died meanwhile
                 respawn.extend(self._reap())
         self._record()
         log.info("stopped")
