@@ -21,14 +21,14 @@ from bench.harness import RESULTS, results_dir
 
 #: Each benchmark's share of the run, for the progress lines (rough seconds: quick, full).
 STEPS = {
-    "http": (15, 150),
-    "lambda": (30, 420),
-    "classify": (15, 60),
-    "inference": (45, 780),
-    "sqs": (10, 60),
-    "overload": (25, 90),
-    "lanes": (15, 80),
-    "scenarios": (25, 90),
+    "http": (12, 150),
+    "lambda": (25, 420),
+    "classify": (6, 60),
+    "inference": (32, 780),
+    "sqs": (6, 60),
+    "overload": (14, 90),
+    "lanes": (25, 80),
+    "scenarios": (32, 90),
 }
 
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     lanes_args = ["--rounds", "1", "--seconds", "1"] if args.quick else []
     lanes_summary = lanes.main([*lanes_args, "--out", str(out)])
     progress("scenarios", args.quick, started)
-    scn_args = ["--seconds", "1", "--users", "10"] if args.quick else []
+    scn_args = ["--seconds", "2", "--users", "10"] if args.quick else []  # 1 s: no stats
     scn_summary = scenarios.main([*scn_args, "--out", str(out)])
     made = plots.main(["--out", str(out)])
     method = summary["method"]
