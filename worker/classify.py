@@ -17,7 +17,7 @@ on generated, mutated and random input.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Classification(NamedTuple):
@@ -66,62 +66,46 @@ class Classifier:
         self.route_key = route_key.encode()
         self._top = _TOP | {self.route_key}
         # The extension runs these same rules in C (ext/scan.pyx); the twin runs them here.
-        self._compiled = getattr(self.scanner, "classify", None)
+        compiled = getattr(self.scanner, "Compiled", None)
+        self.compiled = compiled(self.route_key, Classification) if compiled else None
 
     def __call__(self, raw: bytes) -> Classification:
-        return Classification(*self.kind_route(raw))
+        if self.compiled is not None:
+            result: Classification = self.compiled(raw)
+            return result
+        return Classification(*self._rules(raw if type(raw) is bytes else bytes(raw)))
 
     def kind_route(self, raw: bytes) -> tuple[str, str]:
         """The same answer as a plain tuple: the hot path's form (no named tuple)."""
-        buf = raw if type(raw) is bytes else bytes(raw)
-        if self._compiled is not None:
-            kind, route = self._compiled(buf, self.route_key)
-            return kind, route.decode("utf-8", "replace") if route else ""
-        return self._rules(buf)
+        if self.compiled is not None:
+            pair: tuple[str, str] = self.compiled.kind_route(raw)
+            return pair
+        return self._rules(raw if type(raw) is bytes else bytes(raw))
 
     def _rules(self, buf: bytes) -> tuple[str, str]:
-        fields = self.scanner.fields
-        top: dict[bytes, Span] = fields(buf, 0, len(buf), self._top)
+        # The Records rule comes first, so it is decided when the first `Records` key is
+        # read, on the array's first element alone (the compiled pass stops there too).
+        scanner, n = self.scanner, len(buf)
+        at = scanner.value_start(buf, 0, n, b"Records")
+        first = scanner.array_start(buf, at, n) if at >= 0 else -1
+        if first >= 0:
+            # The record's fields are read up to its closing brace, wherever that is.
+            decided = self._records(buf, (first, n))
+            if decided is not None:
+                return decided
+        top: dict[bytes, Span] = self.scanner.fields(buf, 0, len(buf), self._top)
         if not top:
-            return Classification("direct", "")
+            return "direct", ""
 
         def text(span: Span | None) -> bytes | None:
-            """A string value's raw bytes (escapes left as they are), else None."""
-            if span is None or buf[span[0]] != 0x22 or span[1] - span[0] < 2:
-                return None
-            return buf[span[0] + 1 : span[1] - 1]
+            return _text(buf, span)
 
         def inner(span: Span | None, wanted: frozenset[bytes]) -> dict[bytes, Span]:
-            return {} if span is None else fields(buf, span[0], span[1], wanted)
+            return _inner(self.scanner, buf, span, wanted)
 
         def get(key: bytes) -> bytes | None:
             return text(top.get(key))
 
-        records = top.get(b"Records")
-        if records is not None:
-            first = self.scanner.first_element(buf, records[0], records[1])
-            record = inner(first if first[0] >= 0 else None, _RECORD)
-            if text(record.get(b"EventSource")) == b"aws:sns":
-                sns = inner(record.get(b"Sns"), _SNS)
-                return _result("sns", text(sns.get(b"TopicArn")))
-            if b"cf" in record:
-                request = inner(inner(record[b"cf"], _CF).get(b"request"), _CF_REQUEST)
-                return _result(
-                    "lambda-edge", _join(text(request.get(b"method")), text(request.get(b"uri")))
-                )
-            source = text(record.get(b"eventSource"))
-            arn = text(record.get(b"eventSourceARN"))
-            if source == b"aws:sqs":
-                return _result("sqs", arn)
-            if source == b"aws:s3":
-                bucket = inner(inner(record.get(b"s3"), _S3).get(b"bucket"), _NAME)
-                return _result("s3", text(bucket.get(b"name")))
-            if source == b"aws:dynamodb":
-                return _result("dynamodb", arn)
-            if source == b"aws:kinesis":
-                return _result("kinesis", arn)
-            if source == b"aws:ses":
-                return _result("ses", b"")
         if b"records" in top and b"deliveryStreamArn" in top and b"invocationId" in top:
             return _result("firehose", get(b"deliveryStreamArn"))
         event_source = get(b"eventSource")
@@ -175,6 +159,48 @@ class Classifier:
                 return _result(kind_name, _join(get(b"httpMethod"), get(b"resource")))
         return _result("direct", get(self.route_key))
 
+    def _records(self, buf: bytes, first: Span) -> tuple[str, str] | None:
+        """The Records rule on the first record: (kind, route) when it decides."""
+        record = _inner(self.scanner, buf, first, _RECORD)
+        if _text(buf, record.get(b"EventSource")) == b"aws:sns":
+            sns = _inner(self.scanner, buf, record.get(b"Sns"), _SNS)
+            return _result("sns", _text(buf, sns.get(b"TopicArn")))
+        if b"cf" in record:
+            cf = _inner(self.scanner, buf, record[b"cf"], _CF)
+            request = _inner(self.scanner, buf, cf.get(b"request"), _CF_REQUEST)
+            method, uri = _text(buf, request.get(b"method")), _text(buf, request.get(b"uri"))
+            return _result("lambda-edge", _join(method, uri))
+        source = _text(buf, record.get(b"eventSource"))
+        arn = _text(buf, record.get(b"eventSourceARN"))
+        if source == b"aws:sqs":
+            return _result("sqs", arn)
+        if source == b"aws:s3":
+            s3 = _inner(self.scanner, buf, record.get(b"s3"), _S3)
+            bucket = _inner(self.scanner, buf, s3.get(b"bucket"), _NAME)
+            return _result("s3", _text(buf, bucket.get(b"name")))
+        if source == b"aws:dynamodb":
+            return _result("dynamodb", arn)
+        if source == b"aws:kinesis":
+            return _result("kinesis", arn)
+        if source == b"aws:ses":
+            return _result("ses", b"")
+        return None
+
+
+def _text(buf: bytes, span: Span | None) -> bytes | None:
+    """A string value's raw bytes (escapes left as they are), else None."""
+    if span is None or buf[span[0]] != 0x22 or span[1] - span[0] < 2:
+        return None
+    return buf[span[0] + 1 : span[1] - 1]
+
+
+def _inner(
+    scanner: ModuleType, buf: bytes, span: Span | None, wanted: frozenset[bytes]
+) -> dict[bytes, Span]:
+    """The wanted keys of the object whose value span is `span` (none when absent)."""
+    found: dict[bytes, Span] = {} if span is None else scanner.fields(buf, *span, wanted)
+    return found
+
 
 def _join(first: bytes | None, second: bytes | None) -> bytes:
     return (first or b"") + b" " + (second or b"")
@@ -184,5 +210,12 @@ def _result(kind: str, route: bytes | None) -> tuple[str, str]:
     return kind, route.decode("utf-8", "replace") if route else ""
 
 
-#: The process-wide classifier (compiled scanner when built).
-classify = Classifier()
+def _process_wide() -> Any:
+    """The classifier every source calls: with the extension built, its compiled object
+    itself (same rules, same answers as `Classifier()`), so a call runs no Python frame."""
+    classifier = Classifier()
+    return classifier.compiled or classifier
+
+
+#: The process-wide classifier: `classify(raw)` and `classify.kind_route(raw)`.
+classify = _process_wide()

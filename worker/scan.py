@@ -108,6 +108,48 @@ def fields(
         i += 1
 
 
+def value_start(buf: bytes, start: int, end: int, wanted: bytes) -> int:
+    """Where the value of the first `wanted` key of the object at `start` begins, read in
+    order and stopping there (that value need not end), or -1 when the scan ends first."""
+    end = min(end, len(buf))
+    if start < 0:
+        return -1
+    i = skip_ws(buf, start, end)
+    if i >= end or buf[i] != 0x7B:  # "{"
+        return -1
+    i += 1
+    while True:
+        i = skip_ws(buf, i, end)
+        if i >= end or buf[i] != _QUOTE:
+            return -1
+        key_end = skip_string(buf, i, end)
+        if key_end < 0:
+            return -1
+        key = buf[i + 1 : key_end - 1]
+        i = skip_ws(buf, key_end, end)
+        if i >= end or buf[i] != 0x3A:  # ":"
+            return -1
+        i = skip_ws(buf, i + 1, end)
+        if key == wanted:
+            return i
+        value_end = skip_value(buf, i, end)
+        if value_end < 0:
+            return -1
+        i = skip_ws(buf, value_end, end)
+        if i >= end or buf[i] != 0x2C:  # ","
+            return -1
+        i += 1
+
+
+def array_start(buf: bytes, i: int, end: int) -> int:
+    """Where the first element of the array at `i` begins, or -1 when `i` holds none."""
+    end = min(end, len(buf))
+    i = skip_ws(buf, i, end)
+    if i >= end or buf[i] != 0x5B:  # "["
+        return -1
+    return skip_ws(buf, i + 1, end)
+
+
 def first_element(buf: bytes, start: int, end: int) -> tuple[int, int]:
     """The span of the first element of the array at `start`, or (-1, -1)."""
     end = min(end, len(buf))

@@ -112,8 +112,8 @@ class Supervisor:
         # has a handler that only records it; the loop takes it from `caught`, and reaps
         # on every wake-up besides, so a dead worker is never missed.
         caught: list[int] = []
-        for signo in SIGNALS:
-            signal.signal(signo, lambda number, _frame: caught.append(number))
+        for each in SIGNALS:
+            signal.signal(each, lambda number, _frame: caught.append(number))
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         cfg = self.config
         listeners.shrink(cfg.worker_processes)
@@ -149,7 +149,7 @@ class Supervisor:
                     )
                     _kill(pid, signal.SIGKILL)
                 kill_at = 0.0
-            signo = info.si_signo if info is not None else (caught.pop(0) if caught else 0)
+            signo: int = info.si_signo if info is not None else (caught.pop(0) if caught else 0)
             if signo in (signal.SIGTERM, signal.SIGINT) and not self.stopping:
                 self.stopping = True
                 log.info("draining", extra={"fields": {"grace": cfg.grace}})
