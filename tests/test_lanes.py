@@ -66,9 +66,11 @@ def test_the_typical_time_follows_the_lane_and_unset_share_means_count_only() ->
     assert all(lane.offer(job(n)) for n in range(3))  # no time bound without a share
     lane.observe(20.0)
     assert 10.0 < lane.typical < 20.0  # an average, not the last value
-    lanes = Lanes([lane])
-    j = job(9)
-    j.lane = "default"
-    before = lane.typical
-    lanes.observe(j, 30.0)
-    assert lane.typical > before
+    timed = Lane("timed", slots=1, queue_size=3, wait_share=0.5)
+    lanes = Lanes([lane, timed])
+    for name in ("default", "timed"):
+        j = job(9)
+        j.lane = name
+        lanes.observe(j, 30.0)
+    assert 10.0 < lane.typical < 20.0  # a count-only lane keeps no typical time
+    assert timed.typical == 30.0  # the job's own lane learns its duration

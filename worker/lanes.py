@@ -119,7 +119,7 @@ class Lanes:
     def observe(self, job: Job, seconds: float) -> None:
         """Teach the job's lane and its route's profile how long this invocation took."""
         lane = self.by_name.get(job.lane)
-        if lane is not None:
+        if lane is not None and lane.wait_share:  # only a time-bounded lane needs its typical
             lane.observe(seconds)
         if self.profiles is not None and job.route:
             self.profiles.observe(job.route, seconds, job.size)
