@@ -19,6 +19,7 @@ def noop(body: str) -> None:
 def main() -> None:
     url, count = sys.argv[1], int(sys.argv[2])
     sqs = boto3.client("sqs")
+    print("ready", flush=True)  # the benchmark starts the flow once the consumer is up
     done = 0
     while done < count:
         got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
