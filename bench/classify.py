@@ -108,7 +108,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             kind: {name: statistics.median(v) for name, v in by.items()}
             for kind, by in per_kind.items()
         }
+    # The batch target is its own figure: the per-kind median hides the ten-record sample.
+    batch = max((e for k, _, e in samples if k == "sqs"), key=lambda e: len(e["Records"]))
+    raw = orjson.dumps(batch)
+    ours_ns = ns_per_call(compiled, raw, args.repeat, args.number)
+    base_ns = ns_per_call(parsed, raw, args.repeat, args.number)
     summary = {
+        "sqs_batch": {
+            "records": len(batch["Records"]),
+            "bytes": len(raw),
+            "extension_ns": ours_ns,
+            "orjson_ns": base_ns,
+        },
         "rows": rows,
         "headline_median_ns": {
             form: statistics.median(rows[form][k]["extension"] for k in HEADLINE) for form in FORMS
@@ -135,7 +146,13 @@ def table(summary: dict[str, Any]) -> str:
                 f"{r['orjson + checks']:,.0f} | {r['orjson + checks'] / r['extension']:.1f}x |"
             )
         lines.append("")
-    return "\n".join(lines)
+    b = summary["sqs_batch"]
+    lines.append(
+        f"SQS batch of {b['records']} records ({b['bytes']:,} bytes, AWS order): extension "
+        f"{b['extension_ns']:,.0f} ns, orjson + checks {b['orjson_ns']:,.0f} ns: "
+        f"**{b['orjson_ns'] / b['extension_ns']:.1f}x** (target ≥ 20x)."
+    )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

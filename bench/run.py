@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         "## SQS: `worker sqs` vs a plain boto3 consumer loop",
         "",
         f"Method: {sqs_summary['count']} messages per round on one moto server, fed to a "
-        f"fresh queue as a steady flow (backlog kept at {sqs_summary['backlog']}–"
+        f"fresh queue as a steady flow (backlog kept at {sqs_summary['backlog']} to "
         f"{2 * sqs_summary['backlog']} messages, the producer's reads paced by the drain "
         "rate), timed from the first message sent to the queue empty (every message "
         "received and deleted), the consumer started and ready before; "
@@ -268,6 +268,12 @@ def headline(
             f"| classify, headline kinds, {form} (median ns/event) | {ns:,.0f} ns "
             f"| orjson.loads + checks {base:,.0f} ns | **{ns / base:.2f}x** |"
         )
+    b = cls["sqs_batch"]
+    rows.append(
+        f"| classify, SQS batch of {b['records']} records | {b['extension_ns']:,.0f} ns "
+        f"| orjson.loads + checks {b['orjson_ns']:,.0f} ns "
+        f"| **{b['extension_ns'] / b['orjson_ns']:.2f}x** |"
+    )
     return "\n".join(rows) + "\n"
 
 

@@ -174,7 +174,7 @@ def first_element(bytes buf, Py_ssize_t start, Py_ssize_t end):
 
 # -- the whole classification in C: the same rules as worker/classify.py, branch for branch --
 
-from libc.string cimport memcmp, memcpy, strlen
+from libc.string cimport memcmp, memcpy, memset, strlen
 
 
 cdef int _fields_c(const unsigned char* p, Py_ssize_t start, Py_ssize_t n,
@@ -422,18 +422,22 @@ cdef class Compiled:
         self.backend = "extension"
 
     def __call__(self, raw):
-        cdef tuple t = _classify(raw if type(raw) is bytes else bytes(raw), self.route_key)
-        # What tuple.__new__ does for a subclass, without building a tuple to copy from.
-        result = PyType_GenericAlloc(self.result_type, 2)
-        kind, route = t
-        Py_INCREF(kind)
-        PyTuple_SET_ITEM(result, 0, kind)
-        Py_INCREF(route)
-        PyTuple_SET_ITEM(result, 1, route)
-        return result
+        raw = raw if type(raw) is bytes else bytes(raw)
+        return _make(self.result_type, _classify(raw, self.route_key))
 
     def kind_route(self, raw):
         return _classify(raw if type(raw) is bytes else bytes(raw), self.route_key)
+
+
+cdef inline object _make(type result_type, tuple t):
+    # What tuple.__new__ does for a subclass, without building a tuple to copy from.
+    result = PyType_GenericAlloc(result_type, 2)
+    kind, route = t
+    Py_INCREF(kind)
+    PyTuple_SET_ITEM(result, 0, kind)
+    Py_INCREF(route)
+    PyTuple_SET_ITEM(result, 1, route)
+    return result
 
 
 cdef tuple _classify(bytes buf, bytes route_key):
@@ -447,9 +451,7 @@ cdef tuple _classify(bytes buf, bytes route_key):
     cdef Py_ssize_t i, key_end, value_end, kl
     cdef int k, found = 0
     cdef object decided
-    for k in range(T_COUNT):
-        top[k].s = -1
-        top[k].e = -1
+    memset(top, 0xFF, sizeof(top))  # every span (-1, -1): not found
     i = _open_object(p, 0, n)
     while i >= 0:
         i = _skip_ws(p, i, n)
