@@ -323,13 +323,13 @@ def table(summary: dict[str, Any]) -> str:
     m = summary["memory"]
     lines += [
         "",
-        f"| MiniLM at concurrency {m['concurrency']} | total PSS MB | processes |",
-        "|---|---:|---:|",
+        f"| MiniLM at concurrency {m['concurrency']} | total PSS MB | processes "
+        "| PSS vs LMI default |",
+        "|---|---:|---:|---:|",
         *(
-            f"| {name} | {m[name]['pss_mb']:,.0f} | {m[name]['processes']:.0f} |"
-            for name in ("ours", BASELINE)
+            f"| {name} | {m[name]['pss_mb']:,.0f} | {m[name]['processes']:.0f} | {vs} |"
+            for name, vs in ((BASELINE, "baseline"), ("ours", f"**{m['ratio']:.2f}**"))
         ),
-        f"| ratio (ours / LMI default) | **{m['ratio']:.2f}** | |",
     ]
     return "\n".join(lines) + "\n"
 

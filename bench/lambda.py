@@ -180,13 +180,16 @@ def table(summary: dict[str, Any]) -> str:
         m = summary["model"]
         lines += [
             "",
-            "| ~100M-parameter model at import, concurrency 16 | total PSS MB | processes |",
-            "|---|---:|---:|",
+            "| ~100M-parameter model at import, concurrency 16 | total PSS MB | processes "
+            "| PSS vs awslambdaric |",
+            "|---|---:|---:|---:|",
             *(
-                f"| {name} | {m[name]['pss_mb']:,.0f} | {m[name]['processes']:.0f} |"
-                for name in ("awslambdaric", "worker lambda")
+                f"| {name} | {m[name]['pss_mb']:,.0f} | {m[name]['processes']:.0f} | {vs} |"
+                for name, vs in (
+                    ("awslambdaric", "baseline"),
+                    ("worker lambda", f"**{m['ratio']:.2f}**"),
+                )
             ),
-            f"| ratio (ours / theirs) | **{m['ratio']:.2f}** | |",
         ]
     return "\n".join(lines) + "\n"
 

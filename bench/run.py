@@ -1,6 +1,7 @@
 """`make bench`: run every benchmark with its baseline and write bench/results/latest/report.md.
 
     python -m bench.run [--quick]
+    python -m bench.run --render    (rewrite the report from the results already there)
 
 --quick: short rounds (a smoke test that the benchmarks still run; the numbers are
 noisier). Each benchmark prints its progress; the report states the method of each table.
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from bench import classify, http, inference, lanes, overload, plots, scenarios, sqs
@@ -42,53 +45,87 @@ def progress(name: str, quick: bool, started: float) -> None:
     )
 
 
+#: The benchmarks' result files, in the report's order (each NAME.json under the results).
+PARTS = ("http", "lambda", "classify", "inference", "sqs", "overload", "lanes", "scenarios")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="3 rounds of 2 s: a smoke run")
+    ap.add_argument(
+        "--render",
+        action="store_true",
+        help="run nothing: rewrite report.md and the plots from the results already there",
+    )
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     out = results_dir(args.out)
-    seconds = "2" if args.quick else "10"
-    rounds = "1" if args.quick else "3"
     started = time.monotonic()
-    progress("http", args.quick, started)
+    if args.render:
+        results = {name: json.loads((out / f"{name}.json").read_text()) for name in PARTS}
+        run = json.loads((out / "run.json").read_text())
+    else:
+        results = run_all(out, args.quick, started)
+        run = {"quick": args.quick, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        (out / "run.json").write_text(json.dumps(run))
+    write_report(out, results, run["quick"], run["when"])
+    print(f"[bench] wrote {out / 'report.md'} in {time.monotonic() - started:.0f}s")
+
+
+def run_all(out: Path, quick: bool, started: float) -> dict[str, Any]:
+    """Every benchmark, with its baseline, in one run: their summaries by name."""
+    seconds = "2" if quick else "10"
+    rounds = "1" if quick else "3"
+    progress("http", quick, started)
     summary = http.main(["--rounds", rounds, "--seconds", seconds, "--out", str(out)])
     # `lambda` is a keyword: the module is bench/lambda.py, imported by name.
     lam = importlib.import_module("bench.lambda")
-    lam_args = ["--rounds", rounds, "--seconds", "1" if args.quick else "8", "--out", str(out)]
-    progress("lambda", args.quick, started)
-    lam_summary = lam.main(lam_args + (["--no-model"] if args.quick else []))
-    progress("classify", args.quick, started)
-    cls_args = ["--repeat", "3", "--number", "300"] if args.quick else []
+    lam_args = ["--rounds", rounds, "--seconds", "1" if quick else "8", "--out", str(out)]
+    progress("lambda", quick, started)
+    lam_summary = lam.main(lam_args + (["--no-model"] if quick else []))
+    progress("classify", quick, started)
+    cls_args = ["--repeat", "3", "--number", "300"] if quick else []
     cls_summary = classify.main([*cls_args, "--out", str(out)])
-    progress("inference", args.quick, started)
+    progress("inference", quick, started)
     inf_args = (
         # One level: every model load costs seconds here (LMI's baseline loads one per slot).
-        ["--rounds", "1", "--seconds", "1", "--levels", "4", "--memory-level", "2"]
-        if args.quick
-        else []
+        ["--rounds", "1", "--seconds", "1", "--levels", "4", "--memory-level", "2"] if quick else []
     )
     inf_summary = inference.main([*inf_args, "--out", str(out)])
-    progress("sqs", args.quick, started)
-    sqs_args = ["--rounds", "1", "--count", "200"] if args.quick else []
+    progress("sqs", quick, started)
+    sqs_args = ["--rounds", "1", "--count", "200"] if quick else []
     sqs_summary = sqs.main([*sqs_args, "--out", str(out)])
-    progress("overload", args.quick, started)
-    ovl_args = ["--seconds", "2", "--levels", "0.5,3"] if args.quick else []
+    progress("overload", quick, started)
+    ovl_args = ["--seconds", "2", "--levels", "0.5,3"] if quick else []
     ovl_summary = overload.main([*ovl_args, "--out", str(out)])
-    progress("lanes", args.quick, started)
-    lanes_args = ["--rounds", "1", "--seconds", "1"] if args.quick else []
+    progress("lanes", quick, started)
+    lanes_args = ["--rounds", "1", "--seconds", "1"] if quick else []
     lanes_summary = lanes.main([*lanes_args, "--out", str(out)])
-    progress("scenarios", args.quick, started)
-    scn_args = ["--seconds", "2", "--users", "10"] if args.quick else []  # 1 s: no stats
+    progress("scenarios", quick, started)
+    scn_args = ["--seconds", "2", "--users", "10"] if quick else []  # 1 s: no stats
     scn_summary = scenarios.main([*scn_args, "--out", str(out)])
+    return dict(
+        zip(
+            PARTS,
+            (summary, lam_summary, cls_summary, inf_summary, sqs_summary, ovl_summary,
+             lanes_summary, scn_summary),
+            strict=True,
+        )
+    )  # fmt: skip
+
+
+def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> None:
+    """report.md and the plots, from the benchmarks' summaries."""
+    summary, lam_summary, cls_summary, inf_summary = (results[n] for n in PARTS[:4])
+    sqs_summary, ovl_summary, lanes_summary, scn_summary = (results[n] for n in PARTS[4:])
+    lam = importlib.import_module("bench.lambda")
     made = plots.main(["--out", str(out)])
     method = summary["method"]
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     report = [
         "# runtime-worker benchmarks",
         "",
         f"Machine: {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}, "
-        f"{'quick' if args.quick else 'full'} run, {when}.",
+        f"{'quick' if quick else 'full'} run, {when}.",
         "",
         "## HTTP: `worker serve` vs a raw ASGI app on uvicorn",
         "",
@@ -108,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         "alternating the runtimes, medians. Runtime CPU is the runtime's whole process tree; the "
         "emulator's CPU is reported apart (it shares the machine). PSS summed over the runtime's "
         "tree from /proc/*/smaps_rollup."
-        + (" Model memory is skipped in quick runs." if args.quick else ""),
+        + (" Model memory is skipped in quick runs." if quick else ""),
         "",
         lam.table(lam_summary),
         "",
@@ -180,7 +217,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     report[4:4] = ["## Headline: ours vs each baseline, same run", "", headline_rows, ""]
     (out / "report.md").write_text("\n".join(report) + "\n")
-    print(f"[bench] wrote {out / 'report.md'} in {time.monotonic() - started:.0f}s")
 
 
 def headline(
