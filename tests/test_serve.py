@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.client import invoke, request
+from tests.client import INVOKE, encode, invoke, read_answer, request
 
 
 async def _metric(port: int, name: str) -> float:
@@ -61,8 +61,50 @@ async def test_overload_answers_429_and_every_other_request_200(serve, tmp_path:
     throttled = next(a for a in answers if a.status == 429)
     assert throttled.headers["retry-after"] == "1"
     assert throttled.json()["errorType"] == "TooManyRequestsException"  # type: ignore[index]
+    assert "WORKER_QUEUE_SIZE" in throttled.json()["errorMessage"]  # type: ignore[index]
+    # Nothing else was owed on its connection: it is closed, so the client reconnects
+    # (and the kernel may place it on a process with room).
+    assert throttled.headers["connection"] == "close"
     text = (await request(srv.port, "GET", "/_worker/metrics")).body.decode()
     assert 'worker_rejections_total{lane="sprinter"} 16' in text
+
+
+async def test_a_request_pipelined_after_a_closing_429_is_never_admitted(
+    serve, tmp_path: Path
+) -> None:
+    # Three sprinter slots and one marathon slot; `slow` invocations are marathons.
+    srv = serve(
+        "tests.apps.basic.gate",
+        *("--workers", "1", "--concurrency", "4", "--queue-size", "1"),
+        env={"WORKER_ROUTES": "slow=marathon"},
+    )
+    sprinter = {"dir": str(tmp_path)}
+    calls = []
+    for n in range(1, 4):  # the sprinter slots, busy
+        calls.append(asyncio.ensure_future(invoke(srv.port, sprinter)))
+        while len(list(tmp_path.glob("started-*"))) < n:
+            await asyncio.sleep(0.01)
+    calls.append(asyncio.ensure_future(invoke(srv.port, sprinter)))  # its one queued place
+    while 'worker_queue_depth{lane="sprinter"} 1' not in await _metrics(srv.port):
+        await asyncio.sleep(0.01)
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    # One packet: a sprinter (refused: its lane is full), then a marathon its lane has room
+    # for. The 429 closes the connection, so the marathon must not run unanswered.
+    marathon = {"dir": str(tmp_path), "action": "slow"}
+    writer.write(encode("POST", INVOKE, orjson.dumps(sprinter)))
+    writer.write(encode("POST", INVOKE, orjson.dumps(marathon)))
+    refused = await read_answer(reader)
+    assert refused.status == 429 and refused.headers["connection"] == "close"
+    assert await reader.read() == b""  # closed: the marathon got no answer...
+    writer.close()
+    (tmp_path / "release").touch()
+    assert [(await c).status for c in calls] == [200] * 4
+    # ...and never ran: only the four accepted invocations started.
+    assert len(list(tmp_path.glob("started-*"))) == 4
+
+
+async def _metrics(port: int) -> str:
+    return (await request(port, "GET", "/_worker/metrics")).body.decode()
 
 
 @pytest.mark.parametrize(("queue_wait", "accepted"), [("0.5", 3), ("0", 4)])

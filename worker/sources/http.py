@@ -630,7 +630,10 @@ def _too_large(limit: int) -> str:
 
 
 def _throttled() -> tuple[str, str]:
-    err = too_many_requests("Rate Exceeded: every slot is busy and the lane's queue is full")
+    err = too_many_requests(
+        "Rate Exceeded: every slot is busy and the lane's queue is full"
+        " (WORKER_QUEUE_SIZE) or would keep this request waiting too long (WORKER_QUEUE_WAIT)"
+    )
     return err.error_type, err.message
 
 
