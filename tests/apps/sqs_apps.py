@@ -61,22 +61,24 @@ async def gated(event: Any, context: Any) -> Any:
 async def tally(event: Any, context: Any) -> Any:
     """Holds each batch briefly (so kills land mid-batch), then marks each body done once.
 
-    The marker, created exclusively under SQS_DONE and named by the body, holds the pid that
-    processed it; a redelivery of a finished message (its delete was cut by a kill) counts
-    as a duplicate in SQS_STORE and succeeds, so it is deleted this time.
+    The marker under SQS_DONE, named by the body, holds the pid that processed it. It is
+    written aside first (a dot-file) and linked into place, which is atomic and exclusive:
+    a kill mid-write leaves no half marker that a redelivery would take for done. A
+    redelivery of a finished message (its delete was cut by a kill) counts as a duplicate
+    in SQS_STORE and succeeds, so it is deleted this time.
     """
     await _sleep()
+    done, pid = os.environ["SQS_DONE"], os.getpid()
     for record in event["Records"]:
+        partial = os.path.join(done, f".{record['body']}.{pid}")
+        with open(partial, "w") as f:
+            f.write(str(pid))
         try:
-            fd = os.open(
-                os.path.join(os.environ["SQS_DONE"], record["body"]),
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-            )
+            os.link(partial, os.path.join(done, record["body"]))
         except FileExistsError:
             _record(f"duplicate {record['body']}")
-            continue
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
+        finally:
+            os.unlink(partial)
     return None
 
 
