@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from bench.harness import RESULTS, free_port, publish, python, results_dir, server
+from bench.harness import RESULTS, free_port, publish, results_dir, server, worker_argv
 from tests.events import corpus
 from worker import scan
 from worker.classify import Classifier
@@ -128,17 +128,7 @@ def malformed(rnd: random.Random) -> bytes:
 def fuzz_http(requests: int, seed: int) -> dict[str, Any]:
     rnd = random.Random(seed)
     port = free_port()
-    argv = [
-        python(),
-        "-m",
-        "worker",
-        "serve",
-        "handlers.echo.handler",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-    ]
+    argv = worker_argv("serve", "handlers.echo.handler", port, "--workers", "2")
     outcomes: dict[str, int] = {}
     env = {
         "AWS_LAMBDA_LOG_LEVEL": "CRITICAL",

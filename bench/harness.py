@@ -216,6 +216,18 @@ def python() -> str:
     return sys.executable
 
 
+def worker_argv(command: str, handler: str, port: int, *flags: str) -> list[str]:
+    """Our server: `python -m worker COMMAND HANDLER --port PORT FLAGS…`."""
+    return [python(), "-m", "worker", command, handler, "--port", str(port), *flags]
+
+
+def uvicorn_argv(port: int) -> list[str]:
+    """The HTTP baseline: bench/asgi_baseline.py on uvicorn, 2 processes, uvloop, httptools."""
+    return [python(), "-m", "uvicorn", "bench.asgi_baseline:app", "--port", str(port),
+            "--workers", "2", "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
+            "--no-access-log", "--log-level", "warning"]  # fmt: skip
+
+
 def write_script(path: Path, body: bytes) -> str:
     path.write_text(
         'wrk.method = "POST"\n'

@@ -24,9 +24,10 @@ from bench.harness import (
     free_port,
     median,
     publish,
-    python,
     results_dir,
     server,
+    uvicorn_argv,
+    worker_argv,
     write_script,
     wrk,
 )
@@ -46,14 +47,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     script = write_script(Path(tempfile.mkdtemp()) / "post.lua", BODY)
 
     ours_port, base_port = free_port(), free_port()
-    ours = [python(), "-m", "worker", "serve", "bench.apps.noop", "--port", str(ours_port),
-            "--workers", "2", "--concurrency", "64",
-            # Room for every connection however the kernel spreads them: the baseline
-            # has no admission bound, so neither side may answer 429 here.
-            "--queue-size", "1024"]  # fmt: skip
-    base = [python(), "-m", "uvicorn", "bench.asgi_baseline:app", "--port", str(base_port),
-            "--workers", "2", "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
-            "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    ours = worker_argv("serve", "bench.apps.noop", ours_port, "--workers", "2",
+                       "--concurrency", "64",
+                       # Room for every connection however the kernel spreads them: the
+                       # baseline has no admission bound, so neither side may answer 429.
+                       "--queue-size", "1024")  # fmt: skip
+    base = uvicorn_argv(base_port)
     cases = {
         "invoke": (INVOKE, script),
         "proxy": ("/hello?name=bench", None),

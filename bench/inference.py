@@ -42,6 +42,7 @@ from bench.harness import (
     runtime_pid,
     server,
     tree_pss_mb,
+    worker_argv,
     wrk,
 )
 from worker.config import cores
@@ -188,21 +189,10 @@ def environment(name: str, concurrency: int, device: str) -> Iterator[tuple[int,
         # emulator does here (64 copies of the model would not fit this machine anyway).
         concurrency = min(concurrency, LMI_PER_VCPU * cores())
     port = free_port()
-    argv = [
-        python(),
-        "-m",
-        "worker",
-        "emulate",
-        handler,
-        "--port",
-        str(port),
-        "--concurrency",
-        str(concurrency),
-        "--queue-size",
-        "8192",
-        "--timeout",
-        "600",
-    ]
+    argv = worker_argv(
+        "emulate", handler, port, "--concurrency", str(concurrency), "--queue-size", "8192",
+        "--timeout", "600",
+    )  # fmt: skip
     if command:
         argv += ["--", *command]
     env = {"AWS_LAMBDA_LOG_LEVEL": "WARNING", "EMBED_DEVICE": device, **extra}

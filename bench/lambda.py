@@ -32,6 +32,7 @@ from bench.harness import (
     server,
     tree_cpu_seconds,
     tree_pss_mb,
+    worker_argv,
     write_script,
     wrk,
 )
@@ -51,8 +52,9 @@ RUNTIMES = {
 def emulator_argv(
     port: int, concurrency: int, handler: str, command: list[str] | None
 ) -> list[str]:
-    argv = [python(), "-m", "worker", "emulate", handler, "--port", str(port),
-            "--concurrency", str(concurrency), "--queue-size", "8192"]  # fmt: skip
+    argv = worker_argv(
+        "emulate", handler, port, "--concurrency", str(concurrency), "--queue-size", "8192"
+    )
     return argv + (["--", *command] if command else [])
 
 

@@ -18,7 +18,16 @@ import asyncio
 import threading
 from typing import Any
 
-from bench.harness import RESULTS, free_port, median, publish, python, results_dir, server, wrk
+from bench.harness import (
+    RESULTS,
+    free_port,
+    median,
+    publish,
+    results_dir,
+    server,
+    worker_argv,
+    wrk,
+)
 
 CONFIGS = {
     "lanes (marathon share 0.25)": {"WORKER_ROUTES": "GET /report=marathon"},
@@ -76,19 +85,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary: dict[str, Any] = {"configs": {}}
     for name, env in CONFIGS.items():
         port = free_port()
-        argv_ = [
-            python(),
-            "-m",
-            "worker",
-            "serve",
-            "bench.scenario_app.handler",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--concurrency",
-            "32",
-        ]
+        argv_ = worker_argv(
+            "serve", "bench.scenario_app.handler", port, "--workers", "2", "--concurrency", "32"
+        )
         runs: dict[str, list[dict[str, float]]] = {"alone": [], "with flood": []}
         with server(
             argv_, port, "/_worker/ready", env={"AWS_LAMBDA_LOG_LEVEL": "WARNING", **env}

@@ -28,10 +28,10 @@ from bench.harness import (
     RESULTS,
     free_port,
     publish,
-    python,
     results_dir,
     server,
     tree_rss_mb,
+    worker_argv,
     wrk,
 )
 
@@ -140,20 +140,9 @@ CONFIGS = {OURS: [], BASELINE: ["--queue-wait", "0"]}
 
 def run_config(flags: list[str], seconds: float, levels: list[float], out: Path) -> dict[str, Any]:
     port = free_port()
-    argv = [
-        python(),
-        "-m",
-        "worker",
-        "serve",
-        "bench.apps.io_wait",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "--concurrency",
-        "16",
-        *flags,
-    ]
+    argv = worker_argv(
+        "serve", "bench.apps.io_wait", port, "--workers", "2", "--concurrency", "16", *flags
+    )
     summary: dict[str, Any] = {"levels": {}}
     with server(argv, port, "/_worker/ready", env={"AWS_LAMBDA_LOG_LEVEL": "WARNING"}) as proc:
         script = out / "overload.lua"

@@ -130,10 +130,10 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
         "## HTTP: `worker serve` vs a raw ASGI app on uvicorn",
         "",
         f"Method: both servers run 2 worker processes and call the same no-op async handler; "
-        f"wrk (2 threads, {method['connections']} connections, "  # type: ignore[index]
-        f"{method['seconds_per_run']:.0f} s per run) on the same machine; "  # type: ignore[index]
-        f"{method['rounds']} rounds alternating the servers, medians reported; "  # type: ignore[index]
-        f"uvicorn {method['uvicorn']} with uvloop and httptools; server CPU per request from "  # type: ignore[index]
+        f"wrk (2 threads, {method['connections']} connections, "
+        f"{method['seconds_per_run']:.0f} s per run) on the same machine; "
+        f"{method['rounds']} rounds alternating the servers, medians reported; "
+        f"uvicorn {method['uvicorn']} with uvloop and httptools; server CPU per request from "
         "/proc (user + system, supervisor and workers).",
         "",
         http.table(summary),

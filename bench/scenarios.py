@@ -21,31 +21,37 @@ import csv
 import re
 import subprocess
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.harness import RESULTS, ROOT, free_port, publish, python, results_dir, server
+from bench.harness import (
+    RESULTS,
+    ROOT,
+    free_port,
+    publish,
+    python,
+    results_dir,
+    server,
+    uvicorn_argv,
+    worker_argv,
+)
 
-#: A server to run a scenario against: its label, argv after `python -m` (PORT replaced),
-#: extra environment and the path that answers once it is ready.
-Target = tuple[str, list[str], dict[str, str], str]
+#: A server to run a scenario against: its label, its command line for a port, extra
+#: environment and the path that answers once it is ready.
+Target = tuple[str, Callable[[int], list[str]], dict[str, str], str]
 
 
 def ours(
     handler: str, *flags: str, env: dict[str, str] | None = None, label: str = "ours"
 ) -> Target:
-    argv = ["worker", "serve", handler, "--port", "PORT", "--workers", "2", *flags]
+    def argv(port: int) -> list[str]:
+        return worker_argv("serve", handler, port, "--workers", "2", *flags)
+
     return label, argv, env or {}, "/_worker/ready"
 
 
-UVICORN: Target = (
-    "raw ASGI on uvicorn",
-    ["uvicorn", "bench.asgi_baseline:app", "--port", "PORT", "--workers", "2", "--loop",
-     "uvloop", "--http", "httptools", "--lifespan", "off", "--no-access-log", "--log-level",
-     "warning"],
-    {},
-    "/",
-)  # fmt: skip
+UVICORN: Target = ("raw ASGI on uvicorn", uvicorn_argv, {}, "/")
 
 SCENARIOS: dict[str, tuple[Target, Target]] = {
     # user class -> (ours, its baseline)
@@ -73,9 +79,9 @@ SCENARIOS: dict[str, tuple[Target, Target]] = {
 
 
 def run(user: str, target: Target, seconds: float, users: int, out: Path) -> list[dict[str, Any]]:
-    label, args, env, ready = target
+    label, argv_for, env, ready = target
     port = free_port()
-    argv = [python(), "-m", *(str(port) if a == "PORT" else a for a in args)]
+    argv = argv_for(port)
     prefix = out / f"locust-{user}-{'base' if label != 'ours' else 'ours'}"
     env = {"AWS_LAMBDA_LOG_LEVEL": "WARNING", **env}
     with server(argv, port, ready, env=env, ready_within=120):

@@ -43,6 +43,7 @@ from bench.harness import (
     results_dir,
     server,
     tree_cpu_seconds,
+    worker_argv,
 )
 from worker.config import cores
 
@@ -116,12 +117,9 @@ def run_ours(
 ) -> dict[str, float]:
     url = new_queue(sqs)
     port = free_port()
-    argv = [python(), "-m", "worker", "sqs", "bench.apps.noop", "--queue-url", url,
-            "--port", str(port), "--batch-size", "10"]  # fmt: skip
-    # server() adds our environment (and PYTHONPATH) itself: pass only what differs.
-    extra = {k: v for k, v in env.items() if os.environ.get(k) != v and k != "PYTHONPATH"}
-    extra |= {"AWS_LAMBDA_LOG_LEVEL": "WARNING", "WORKER_SQS_WAIT_SECONDS": "1"}
-    with server(argv, port, "/_worker/ready", env=extra) as proc:
+    argv = worker_argv("sqs", "bench.apps.noop", port, "--queue-url", url, "--batch-size", "10")
+    extra = {**env, "AWS_LAMBDA_LOG_LEVEL": "WARNING", "WORKER_SQS_WAIT_SECONDS": "1"}
+    with server(argv, port, "/_worker/ready", env=extra) as proc:  # adds ours and PYTHONPATH
         cpu0, moto0 = tree_cpu_seconds(proc.pid), proc_cpu_seconds(moto)
         seconds, looks = flow(sqs, url, count, backlog)
         cpu = tree_cpu_seconds(proc.pid) - cpu0
@@ -134,7 +132,8 @@ def run_loop(
 ) -> dict[str, float]:
     url = new_queue(sqs)
     argv = [python(), "-m", "bench.sqs_loop", url, str(count)]
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE)
+    environ = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(argv, cwd=ROOT, env=environ, stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
         cpu0, moto0 = proc_cpu_seconds(proc.pid), proc_cpu_seconds(moto)
@@ -161,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = results_dir(args.out)
     runs: dict[str, list[dict[str, float]]] = {"worker sqs": [], "boto3 loop": []}
     with moto_server() as (endpoint, moto_pid):
-        env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "PYTHONPATH": str(ROOT)}
+        env = {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}  # what a consumer adds to ours
         sqs = boto3.client("sqs", endpoint_url=endpoint, **_client_args())
         for r in range(args.rounds):
             order = list(runs) if r % 2 == 0 else list(runs)[::-1]

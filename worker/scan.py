@@ -77,67 +77,50 @@ def fields(
     Keys are compared as raw bytes (no escape decoding); the first occurrence wins. The
     scan stops at the object's end or at the first malformed byte.
     """
-    found: dict[bytes, tuple[int, int]] = {}
-    end = min(end, len(buf))
-    if start < 0:
-        return found
-    i = skip_ws(buf, start, end)
-    if i >= end or buf[i] != 0x7B:  # "{"
-        return found
-    i += 1
-    while True:
-        i = skip_ws(buf, i, end)
-        if i >= end or buf[i] != _QUOTE:
-            return found
-        key_end = skip_string(buf, i, end)
-        if key_end < 0:
-            return found
-        key = buf[i + 1 : key_end - 1]
-        i = skip_ws(buf, key_end, end)
-        if i >= end or buf[i] != 0x3A:  # ":"
-            return found
-        i = skip_ws(buf, i + 1, end)
-        value_end = skip_value(buf, i, end)
-        if value_end < 0:
-            return found
-        if key in wanted and key not in found:
-            found[key] = (i, value_end)
-        i = skip_ws(buf, value_end, end)
-        if i >= end or buf[i] != 0x2C:  # ","
-            return found
-        i += 1
+    return _walk(buf, start, end, wanted, None)[0]
 
 
 def value_start(buf: bytes, start: int, end: int, wanted: bytes) -> int:
     """Where the value of the first `wanted` key of the object at `start` begins, read in
     order and stopping there (that value need not end), or -1 when the scan ends first."""
+    return _walk(buf, start, end, frozenset(), wanted)[1]
+
+
+def _walk(
+    buf: bytes, start: int, end: int, wanted: frozenset[bytes], stop_at: bytes | None
+) -> tuple[dict[bytes, tuple[int, int]], int]:
+    """Read the object at `start` key by key: the spans of the `wanted` keys, and where the
+    value of the first `stop_at` key begins (the walk ends there; -1 if never met)."""
+    found: dict[bytes, tuple[int, int]] = {}
     end = min(end, len(buf))
     if start < 0:
-        return -1
+        return found, -1
     i = skip_ws(buf, start, end)
     if i >= end or buf[i] != 0x7B:  # "{"
-        return -1
+        return found, -1
     i += 1
     while True:
         i = skip_ws(buf, i, end)
         if i >= end or buf[i] != _QUOTE:
-            return -1
+            return found, -1
         key_end = skip_string(buf, i, end)
         if key_end < 0:
-            return -1
+            return found, -1
         key = buf[i + 1 : key_end - 1]
         i = skip_ws(buf, key_end, end)
         if i >= end or buf[i] != 0x3A:  # ":"
-            return -1
+            return found, -1
         i = skip_ws(buf, i + 1, end)
-        if key == wanted:
-            return i
+        if key == stop_at:
+            return found, i
         value_end = skip_value(buf, i, end)
         if value_end < 0:
-            return -1
+            return found, -1
+        if key in wanted and key not in found:
+            found[key] = (i, value_end)
         i = skip_ws(buf, value_end, end)
         if i >= end or buf[i] != 0x2C:  # ","
-            return -1
+            return found, -1
         i += 1
 
 
