@@ -7,7 +7,10 @@ AWS_LAMBDA_MAX_CONCURRENCY = N for N in the levels:
                phase, requests batched across every slot;
   (b) LMI      awslambdaric (`bench.embed_lmi`): N processes, each loading the model at
                import, one request at a time each (LMI's Python default);
-  (c) ours, unbatched: as (a) with EMBED_MAX_BATCH=1.
+  (c) ours, unbatched: as (a) with EMBED_MAX_BATCH=1;
+  (d) ours, model host: as (a) with WORKER_MODEL_HOST=process: the model in one process
+               that the workers reach over a Unix socket (what a GPU gets), measured on the
+               CPU against (a)'s copy-on-write sharing to choose between them.
 
 Load: wrk with N connections, each request one realistic sentence (8-64 tokens) drawn at
 random from a fixed set. Reported per level and runtime (medians of the rounds, runtimes
@@ -126,10 +129,12 @@ RUNTIMES = {
         [python(), "-m", "awslambdaric", "bench.embed_lmi.handler"],
     ),
     "ours, max_batch_size=1": ("handlers.embed.handler", {"EMBED_MAX_BATCH": "1"}, None),
+    "ours, model host process": ("handlers.embed.handler", {"WORKER_MODEL_HOST": "process"}, None),
 }
 BASELINE = "awslambdaric (LMI default)"
 LMI_PER_VCPU = 16
 UNBATCHED = "ours, max_batch_size=1"
+HOSTED = "ours, model host process"
 
 
 def sentences(count: int = 200, seed: int = 7) -> list[str]:
@@ -271,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         summary["levels"][str(c)] = row
     n = args.memory_level
     memory = {}
-    for name in ("ours", BASELINE):
+    for name in ("ours", HOSTED, BASELINE):
         print(f"[inference] memory at concurrency {n}: {name}", flush=True)
         with environment(name, n, args.device) as (_, emu):
             memory[name] = {
@@ -282,6 +287,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "concurrency": n,
         **memory,
         "ratio": memory["ours"]["pss_mb"] / memory[BASELINE]["pss_mb"],
+        "hosted_ratio": memory[HOSTED]["pss_mb"] / memory[BASELINE]["pss_mb"],
     }
     summary["method"] = {
         "rounds": args.rounds,
@@ -318,7 +324,12 @@ def table(summary: dict[str, Any]) -> str:
         "|---|---:|---:|---:|",
         *(
             f"| {name} | {m[name]['pss_mb']:,.0f} | {m[name]['processes']:.0f} | {vs} |"
-            for name, vs in ((BASELINE, "baseline"), ("ours", f"**{m['ratio']:.2f}**"))
+            for name, vs in (
+                (BASELINE, "baseline"),
+                ("ours", f"**{m['ratio']:.2f}**"),
+                (HOSTED, f"{m['hosted_ratio']:.2f}"),
+            )
+            if name in m
         ),
     ]
     return "\n".join(lines) + "\n"

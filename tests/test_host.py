@@ -1,4 +1,7 @@
-"""Models in real environments: loaded once, shared by the workers, batched, bounded."""
+"""Models in real environments: loaded once, shared by the workers, batched, bounded.
+
+Every environment test runs twice: with the models in the supervisor, shared by the
+workers copy-on-write (`auto` on a CPU), and in the model host process (`process`)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import re
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.client import invoke
 from tests.test_batcher import Model
@@ -18,6 +22,30 @@ from worker.telemetry.metrics import Metrics
 MB = 1024 * 1024
 
 
+@pytest.fixture(params=["auto", "process"])
+def placement(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _placed(start, placement: str):  # type: ignore[no-untyped-def]
+    def placed(*args: str, env: dict[str, str] | None = None, **kwargs: bool):  # type: ignore[no-untyped-def]
+        return start(*args, env={"WORKER_MODEL_HOST": placement, **(env or {})}, **kwargs)
+
+    return placed
+
+
+@pytest.fixture
+def models(serve, placement: str):  # type: ignore[no-untyped-def]
+    """`serve`, with the models placed as `placement` says."""
+    return _placed(serve, placement)
+
+
+@pytest.fixture
+def models_emulated(emulate, placement: str):  # type: ignore[no-untyped-def]
+    """`emulate`, with the models placed as `placement` says."""
+    return _placed(emulate, placement)
+
+
 def smaps(pid: int) -> dict[str, int]:
     """kB figures of /proc/PID/smaps_rollup."""
     out = {}
@@ -27,69 +55,76 @@ def smaps(pid: int) -> dict[str, int]:
     return out
 
 
-def metric(text: str, name: str) -> float:
+def metric(text: str, name: str, default: float | None = None) -> float:
     m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    if m is None and default is not None:
+        return default
     assert m is not None, f"{name} not in metrics"
     return float(m.group(1))
 
 
-def anon_pss(serve, weights: int, calls: Path) -> tuple[int, list[int]]:  # type: ignore[no-untyped-def]
-    """Total anonymous PSS of a two-worker environment holding `weights` bytes of model."""
+def anon_pss(models, weights: int, calls: Path) -> tuple[int, list[int], bool]:  # type: ignore[no-untyped-def]
+    """Total anonymous PSS of a two-worker environment holding `weights` bytes of model,
+    its workers' private memory, and whether the supervisor itself loaded the model."""
     env = {"MODEL_CALLS": str(calls), "MODEL_BYTES": str(weights)}
-    srv = serve("tests.apps.models.handler", "--workers", "2", env=env)
-    wait_for(lambda: len(srv.children()) == 2, "two workers")
-    for i in range(40):  # reach both workers; each answers from the shared weights
+    srv = models("tests.apps.models.handler", "--workers", "2", env=env)
+    loader = int(calls.read_text().splitlines()[-1].split()[1])
+    wait_for(lambda: len(set(srv.children()) - {loader}) == 2, "two workers")
+    for i in range(40):  # reach both workers; each answers from the one copy
         assert asyncio.run(invoke(srv.port, {"x": i})).json()["out"] == 2 * i  # type: ignore[index]
-    assert calls.read_text().splitlines()[-1] == f"load {srv.pid}"  # in the supervisor
-    tree = [srv.pid, *srv.children()]
-    total = sum(smaps(pid)["Pss_Anon"] for pid in tree) * 1024
-    private = [smaps(pid)["Private_Dirty"] * 1024 for pid in srv.children()]
+    workers = set(srv.children()) - {loader}
+    assert loader == srv.pid or loader in srv.children()  # the supervisor or its model host
+    total = sum(smaps(pid)["Pss_Anon"] for pid in [srv.pid, *srv.children()]) * 1024
+    private = [smaps(pid)["Private_Dirty"] * 1024 for pid in workers]
     srv.stop()
-    return total, private
+    return total, private, loader == srv.pid
 
 
-def test_two_workers_share_one_copy_of_the_model(serve, tmp_path: Path) -> None:
+def test_two_workers_share_one_copy_of_the_model(models, placement: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     weights = 128 * MB
     calls = tmp_path / "calls"
-    base, _ = anon_pss(serve, 0, calls)
-    total, private = anon_pss(serve, weights, calls)
+    base, _, _ = anon_pss(models, 0, calls)
+    total, private, in_supervisor = anon_pss(models, weights, calls)
     assert len(calls.read_text().splitlines()) == 2  # one load per environment
+    assert in_supervisor == (placement == "auto")
     # One copy: the weights add their size once to the whole tree, not once per process.
     assert total - base < 1.5 * weights, (total - base) / MB
     assert all(p < weights / 4 for p in private)  # no worker copied them
 
 
-async def test_concurrent_requests_are_batched(serve) -> None:
-    srv = serve("tests.apps.models.handler", "--workers", "1", "--concurrency", "64")
+async def test_concurrent_requests_are_batched(models) -> None:  # type: ignore[no-untyped-def]
+    srv = models("tests.apps.models.handler", "--workers", "1", "--concurrency", "64")
     answers = await asyncio.gather(*(invoke(srv.port, {"x": i}) for i in range(64)))
     assert [a.json()["out"] for a in answers] == [2 * i for i in range(64)]  # type: ignore[index]
+    items = 'worker_batch_size_sum{model="double"}'
+    # The model host's figures reach /metrics with its next snapshot (once a second).
+    wait_for(lambda: metric(srv.get("/_worker/metrics")[1].decode(), items, 0) == 64, "64 items")
     text = srv.get("/_worker/metrics")[1].decode()
     batches = metric(text, 'worker_batch_size_count{model="double"}')
-    items = metric(text, 'worker_batch_size_sum{model="double"}')
-    assert items == 64  # the warm-up batch ran in the init phase, outside the batcher
-    assert items / batches > 1  # batches larger than one
+    # 64 exactly: the warm-up batch ran in the init phase, outside the batcher.
+    assert metric(text, items) / batches > 1  # batches larger than one
 
 
-async def test_sync_handlers_reach_the_model_from_their_threads(serve) -> None:
-    srv = serve("tests.apps.models.sync_handler", "--workers", "1", "--concurrency", "8")
+async def test_sync_handlers_reach_the_model_from_their_threads(models) -> None:  # type: ignore[no-untyped-def]
+    srv = models("tests.apps.models.sync_handler", "--workers", "1", "--concurrency", "8")
     answers = await asyncio.gather(*(invoke(srv.port, {"x": i}) for i in range(16)))
     assert [a.json()["out"] for a in answers] == [2 * i for i in range(16)]  # type: ignore[index]
 
 
-async def test_sync_handler_in_lambda_mode(emulate) -> None:
-    emu = emulate("tests.apps.models.sync_handler")  # one slot: no inline run with models
+async def test_sync_handler_in_lambda_mode(models_emulated) -> None:  # type: ignore[no-untyped-def]
+    emu = models_emulated("tests.apps.models.sync_handler")  # one slot: no inline run with models
     assert (await invoke(emu.port, {"x": 21})).json()["out"] == 42  # type: ignore[index]
 
 
-async def test_a_full_model_queue_answers_429(serve, tmp_path: Path) -> None:
+async def test_a_full_model_queue_answers_429(models, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     gate = tmp_path / "gate"
-    srv = serve("tests.apps.models.narrow", "--workers", "1", env={"NARROW_GATE": str(gate)})
+    srv = models("tests.apps.models.narrow", "--workers", "1", env={"NARROW_GATE": str(gate)})
     running = asyncio.ensure_future(invoke(srv.port, {"x": 1}))
     while not Path(f"{gate}.entered").exists():  # the first batch is in the model
         await asyncio.sleep(0.01)
     waiting = asyncio.ensure_future(invoke(srv.port, {"x": 2}))
     depth = 'worker_inference_queue_depth{model="narrow"}'
-    while metric(srv.get("/_worker/metrics")[1].decode(), depth) < 1:  # the second waits
+    while metric(srv.get("/_worker/metrics")[1].decode(), depth, 0) < 1:  # the second waits
         await asyncio.sleep(0.01)
     refused = await invoke(srv.port, {"x": 3})
     assert refused.status == 429
@@ -100,8 +135,8 @@ async def test_a_full_model_queue_answers_429(serve, tmp_path: Path) -> None:
     assert (await waiting).json() == 2
 
 
-async def test_an_unknown_model_is_a_clear_error(serve) -> None:
-    srv = serve("tests.apps.models.unknown", "--workers", "1")
+async def test_an_unknown_model_is_a_clear_error(models) -> None:  # type: ignore[no-untyped-def]
+    srv = models("tests.apps.models.unknown", "--workers", "1")
     answer = await invoke(srv.port, {})
     assert answer.headers["x-amz-function-error"] == "Unhandled"
     body = answer.json()
@@ -109,8 +144,8 @@ async def test_an_unknown_model_is_a_clear_error(serve) -> None:
     assert "double" in body["errorMessage"]  # type: ignore[index]
 
 
-def test_a_loader_that_raises_fails_init(serve) -> None:
-    srv = serve("tests.apps.models.handler", env={"MODEL_LOAD": "raise"}, ready=False)
+def test_a_loader_that_raises_fails_init(models) -> None:  # type: ignore[no-untyped-def]
+    srv = models("tests.apps.models.handler", env={"MODEL_LOAD": "raise"}, ready=False)
     assert srv.proc.wait(timeout=30) == 1
     line = next(x for x in srv.logs().splitlines() if x.startswith('{"errorMessage"'))
     error = orjson.loads(line)
@@ -118,8 +153,8 @@ def test_a_loader_that_raises_fails_init(serve) -> None:
     assert error["errorMessage"] == "Model 'double' failed to load: weights are corrupt"
 
 
-def test_a_loader_past_the_init_timeout_fails_init(serve) -> None:
-    srv = serve(
+def test_a_loader_past_the_init_timeout_fails_init(models) -> None:  # type: ignore[no-untyped-def]
+    srv = models(
         "tests.apps.models.handler",
         "--init-timeout",
         "0.5",
@@ -130,16 +165,16 @@ def test_a_loader_past_the_init_timeout_fails_init(serve) -> None:
     assert "Runtime.InitTimeout" in srv.logs()
 
 
-async def test_a_loader_that_raises_is_lambdas_init_error(emulate) -> None:
-    emu = emulate("tests.apps.models.handler", env={"MODEL_LOAD": "raise"}, ready=False)
+async def test_a_loader_that_raises_is_lambdas_init_error(models_emulated) -> None:  # type: ignore[no-untyped-def]
+    emu = models_emulated("tests.apps.models.handler", env={"MODEL_LOAD": "raise"}, ready=False)
     while "the runtime exited" not in emu.logs():
         await asyncio.sleep(0.02)
     answer = await invoke(emu.port, {"x": 1})
     assert answer.json()["errorType"] == "RuntimeError"  # type: ignore[index]
 
 
-def test_models_load_with_progress_lines(serve) -> None:
-    srv = serve("tests.apps.models.handler", "--workers", "1")
+def test_models_load_with_progress_lines(models) -> None:  # type: ignore[no-untyped-def]
+    srv = models("tests.apps.models.handler", "--workers", "1")
     line = next(x for x in srv.logs().splitlines() if '"model loaded"' in x)
     fields = orjson.loads(line)
     assert fields["model"] == "double"

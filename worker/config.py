@@ -151,6 +151,13 @@ SETTINGS: dict[str, Setting] = {
         parse=int,
         help="torch threads per worker process for models (0: cores / processes)",
     ),
+    "model_host": Setting(
+        env="WORKER_MODEL_HOST",
+        flag=None,
+        parse=str,
+        help="where models live: auto (GPU models in the model host process, CPU ones"
+        " shared by the workers) or process (every model in the model host process)",
+    ),
     "max_connections": Setting(
         env="WORKER_MAX_CONNECTIONS",
         flag=None,
@@ -219,6 +226,7 @@ class Config:
     runtime_api: str = ""  # AWS_LAMBDA_RUNTIME_API: host:port of the Runtime API
     runtime_api_attempts: int = 10
     model_threads: int = 0  # 0: the cores shared out over the worker processes
+    model_host: str = "auto"
     emf: int = 1
     max_invocations: int = 0
     max_connections: int = 10000
@@ -297,6 +305,8 @@ class Config:
             raise ValueError(f"batch_size must be 1-10 (SQS's limit), got {self.batch_size}")
         if not 0 <= self.wait_seconds <= 20:
             raise ValueError(f"wait_seconds must be 0-20 (SQS's limit), got {self.wait_seconds}")
+        if self.model_host not in ("auto", "process"):
+            raise ValueError(f"model_host must be auto or process, got {self.model_host!r}")
         if self.max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
         if self.pollers < 1 or self.visibility_timeout < 0:

@@ -18,6 +18,10 @@ class LambdaError(Exception):
     def body(self, request_id: str | None = None) -> dict[str, Any]:
         return error_body(self.error_type, self.message, self.stack, request_id)
 
+    def __reduce__(self) -> tuple[type[LambdaError], tuple[str, str, list[str]]]:
+        # Pickled across the model host's socket: rebuilt from all three fields.
+        return (LambdaError, (self.error_type, self.message, self.stack))
+
 
 def error_body(
     error_type: str, message: str, stack: list[str], request_id: str | None = None

@@ -18,6 +18,7 @@ from worker import aws, jobs, scratch
 from worker.config import Config
 from worker.handler import Handler
 from worker.inference import host as inference
+from worker.inference import modelhost
 from worker.lanes import Lane, Lanes
 from worker.pool import Pool
 from worker.profiles import MARATHON, SPRINTER, Profiles, parse_overrides
@@ -95,7 +96,12 @@ class WorkerProcess:
             metrics=self.metrics,
         )
         cfg = self.config
-        models = inference.start(self.metrics, cfg.worker_processes, cfg.model_threads)
+        models = inference.start(
+            self.metrics,
+            cfg.worker_processes,
+            cfg.model_threads,
+            modelhost.socket_path(self.root),
+        )
         pool.start()
         if self.config.max_invocations:
             pool.limit(self.config.max_invocations, lambda: self._recycle("max_invocations"))

@@ -8,7 +8,6 @@ whatever the init phase loaded) copy-on-write, and a replacement starts in milli
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import http.client
 import logging
 import os
@@ -24,6 +23,7 @@ from worker.config import Config
 from worker.errors import LambdaError
 from worker.handler import Handler
 from worker.inference import registry
+from worker.inference.modelhost import ModelHost
 from worker.initphase import InitResponder, run_init
 from worker.sockets import Listeners
 from worker.sources.runtime_api import EXIT_API_GONE, error_request, parse_address
@@ -39,6 +39,10 @@ FAST_FAILURE = 1.0
 WAKE = 0.25
 #: Time after the grace period before stragglers are killed.
 KILL_MARGIN = 2.0
+#: The respawn plan's index for the model host, and how long after its death it restarts
+#: (its load fails again at once if a file it needs is gone: no hot loop).
+MODEL_HOST = -1
+MODEL_HOST_DELAY = 1.0
 
 
 class Supervisor:
@@ -52,6 +56,9 @@ class Supervisor:
         self.metrics = Metrics()
         self.root = ""
         self.api_gone = False
+        self.model_host: ModelHost | None = None
+        self.hosted: list[registry.ModelSpec] = []
+        self.listeners: Listeners | None = None
 
     def run(self) -> int:
         cfg = self.config
@@ -74,7 +81,7 @@ class Supervisor:
         try:
             responder = InitResponder(listeners.sockets) if listeners.sockets else None
             with responder or contextlib.nullcontext():
-                handler = run_init(lambda: self._init(cfg), cfg.init_timeout)
+                handler = run_init(lambda: self._init(cfg, listeners), cfg.init_timeout)
         except LambdaError as exc:
             sys.stderr.write(orjson.dumps(exc.body()).decode() + "\n")
             log.error("init failed: %s: %s", exc.error_type, exc.message)
@@ -93,15 +100,33 @@ class Supervisor:
             listeners.close()
             scratch.remove(self.root)
 
-    def _init(self, cfg: Config) -> Handler:
-        """The init phase: import the handler, then load every model it registered."""
+    def _init(self, cfg: Config, listeners: Listeners) -> Handler:
+        """The init phase: import the handler, then load every model it registered: the
+        model host's first (it is forked before this process loads anything), then the
+        ones the workers will share."""
         handler = handlers.load(cfg.handler)
-        registry.load_all()
-        if registry.on_gpu() and cfg.worker_processes > 1:
-            # CUDA does not survive a fork: one process owns the models and all the slots.
-            log.info("a model is on the GPU: running one worker process")
-            self.config = dataclasses.replace(cfg, processes=1)
+        models = registry.MODELS.values()
+        self.hosted = [s for s in models if registry.needs_host(s, cfg.model_host)]
+        self.listeners = listeners
+        try:
+            if self.hosted:
+                self._start_model_host()
+                assert self.model_host is not None
+                self.model_host.wait_ready()
+            registry.load_all()
+        except BaseException:
+            if self.model_host is not None:
+                self.model_host.kill()
+                self.model_host = None
+            raise
         return handler
+
+    def _start_model_host(self) -> None:
+        # Looked up at each start: the listening sockets open now (closed on a drain).
+        inherited = tuple(s.fileno() for s in self.listeners.sockets) if self.listeners else ()
+        self.model_host = ModelHost.start(
+            self.hosted, self.root, self.config.model_threads, inherited
+        )
 
     def _supervise(self, listeners: Listeners, handler: Handler) -> int:
         # The signals are taken synchronously (sigtimedwait), so the main thread blocks
@@ -138,7 +163,11 @@ class Supervisor:
             now = time.monotonic()
             for when, index in [r for r in respawn if r[0] <= now]:
                 respawn.remove((when, index))
-                if not self.stopping:
+                if self.stopping:
+                    continue
+                if index == MODEL_HOST:
+                    self._start_model_host()  # it loads while the workers serve on
+                else:
                     self._spawn(index, handler, listeners)
             waits = [when - now for when, _ in respawn] + ([kill_at - now] if kill_at else [])
             info = signal.sigtimedwait(SIGNALS, max(0.01, min([WAKE, *waits])))
@@ -159,6 +188,10 @@ class Supervisor:
                 kill_at = time.monotonic() + cfg.grace + KILL_MARGIN
             else:  # SIGCHLD, or a wake-up: collect whatever died meanwhile
                 respawn.extend(self._reap())
+        if self.model_host is not None:
+            # Last: a draining worker's invocations may still be waiting on a batch.
+            self.model_host.stop()
+            self.model_host = None
         self._record()
         log.info("stopped")
         return 1 if self.api_gone else 0
@@ -170,6 +203,8 @@ class Supervisor:
         if pid == 0:  # the worker
             code = 1
             try:
+                if self.model_host is not None:
+                    self.model_host.forget()
                 code = process.run(
                     index=index,
                     config=self.config,
@@ -192,6 +227,17 @@ class Supervisor:
                 break
             if pid == 0:
                 break
+            if self.model_host is not None and pid == self.model_host.pid:
+                self.model_host.forget()
+                self.model_host = None
+                if not self.stopping:
+                    log.error(
+                        "the model host died, starting another",
+                        extra={"fields": {"pid": pid, "status": _describe(status)}},
+                    )
+                    self.metrics.inc("worker_restarts_total", (("process", "model-host"),))
+                    plans.append((time.monotonic() + MODEL_HOST_DELAY, MODEL_HOST))
+                continue
             if pid not in self.workers:
                 continue
             index, started = self.workers.pop(pid)

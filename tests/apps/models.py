@@ -73,3 +73,29 @@ def load_narrow() -> Any:
 
 async def narrow(event: Any, context: Any) -> Any:
     return await context.infer("narrow", event["x"])
+
+
+class Unpicklable(Exception):
+    """An exception that cannot cross a process boundary as itself."""
+
+    def __init__(self, detail: str, code: int) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+@worker.model("picky", max_batch_size=8, device="cpu")
+def load_picky() -> Any:
+    """Doubles; a batch with a negative fails with ValueError, one with 13 with Unpicklable."""
+
+    def batch(xs: list[Any]) -> list[Any]:
+        if any(x < 0 for x in xs):
+            raise ValueError(f"negative input in {sorted(xs)}")
+        if 13 in xs:
+            raise Unpicklable("unlucky", 13)
+        return [x * 2 for x in xs]
+
+    return batch
+
+
+async def picky(event: Any, context: Any) -> Any:
+    return await context.infer("picky", event["x"])

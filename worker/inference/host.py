@@ -4,8 +4,9 @@ On the CPU every worker process is forked from the supervisor after the init pha
 loaded the models, so the weights are in memory once (pages shared copy-on-write; torch
 never writes to them at inference) and each process batches its own slots' requests over
 them. Each process's torch gets its share of the cores, so the processes' batches do not
-fight over threads. On a GPU, CUDA state does not survive a fork: the supervisor then runs
-a single worker process, which owns the models, and all slots reach them through it.
+fight over threads. On a GPU, CUDA state does not survive a fork: those models live in the
+model host process (`modelhost.py`), and this process reaches them over its socket
+(`remote.py`); the handler cannot tell the difference.
 
 `infer(name, item, deadline)` is what `context.infer` calls. On the loop's thread (an
 async handler) it returns an awaitable; on any other thread (a sync handler) it blocks
@@ -24,6 +25,7 @@ from worker.config import cores
 from worker.errors import LambdaError
 from worker.inference import registry
 from worker.inference.batcher import Batcher
+from worker.inference.remote import RemoteModels
 from worker.telemetry.metrics import Metrics
 
 log = logging.getLogger("worker.inference")
@@ -37,51 +39,63 @@ class Host:
         specs: list[registry.ModelSpec],
         metrics: Metrics,
         loop: asyncio.AbstractEventLoop,
+        remote: RemoteModels | None = None,
+        hosted: frozenset[str] = frozenset(),
     ) -> None:
         self.loop = loop
         self.batchers = {spec.name: Batcher(spec, metrics) for spec in specs}
+        self.remote = remote
+        self.hosted = hosted  # the names the model host serves
 
     def infer(self, name: str, item: Any, deadline: float | None) -> Any:
         batcher = self.batchers.get(name)
-        if batcher is None:
+        if batcher is not None:
+            call = batcher.infer(item, deadline)
+        elif self.remote is not None and name in self.hosted:
+            call = self.remote.infer(name, item, deadline)
+        else:
             raise unknown_model(name)
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is self.loop:
-            return batcher.infer(item, deadline)
+            return call
         # A handler thread: hand the request to the loop and wait for its batch.
-        future = asyncio.run_coroutine_threadsafe(batcher.infer(item, deadline), self.loop)
-        return future.result()
+        return asyncio.run_coroutine_threadsafe(call, self.loop).result()
 
     def close(self) -> None:
         for batcher in self.batchers.values():
             batcher.close()
+        if self.remote is not None:
+            self.remote.close()
 
 
 #: This process's host, once its loop runs (None in the supervisor and outside a runtime).
 current: Host | None = None
 
 
-def start(metrics: Metrics, processes: int, threads: int = 0) -> Host | None:
-    """Called in a worker process on its loop: batchers for every loaded model.
+def start(metrics: Metrics, processes: int, threads: int = 0, host_socket: str = "") -> Host | None:
+    """Called in a worker process on its loop: batchers for every loaded model, and a
+    connection to the model host (at `host_socket`) for the models it serves.
 
     `threads`: torch's threads in this process (0: the cores shared out over the
     processes, one core left for the loop)."""
     global current
     specs = [spec for spec in registry.MODELS.values() if spec.fn is not None]
-    if not specs:
+    hosted = frozenset(spec.name for spec in registry.MODELS.values() if spec.hosted)
+    if not specs and not hosted:
         return None
+    remote = RemoteModels(host_socket) if hosted else None
     torch = sys.modules.get("torch")
-    if torch is not None:
+    if torch is not None and specs:
         # The cores are shared by the worker processes: each batch gets its share.
         # A process alone on the machine still leaves one core to its loop and the I/O:
         # on 2 cores, one request through MiniLM took 12.7 ms with 2 torch threads and
         # 10.2 ms with 1 (the threads and the loop fought for the cores).
         share = min(cores() // max(1, processes), cores() - 1)
         torch.set_num_threads(threads or max(1, share))
-    current = Host(specs, metrics, asyncio.get_running_loop())
+    current = Host(specs, metrics, asyncio.get_running_loop(), remote, hosted)
     return current
 
 

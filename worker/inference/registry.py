@@ -9,7 +9,9 @@ A handler module registers its models at import; the supervisor then loads every
 them during the init phase (before readiness, before the first `/next`), under the same
 `WORKER_INIT_TIMEOUT` as the import, logging a progress line per model (seconds, bytes,
 device). On the CPU the worker processes are forked from the supervisor afterwards and
-share the weights copy-on-write; each runs its own batcher over them (`host.py`).
+share the weights copy-on-write; each runs its own batcher over them (`host.py`). A model
+on a GPU (or every model, with `WORKER_MODEL_HOST=process`) is loaded by the model host
+process instead (`modelhost.py`), which the workers reach over a Unix socket.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class ModelSpec:
     max_queue: int | None = None
     fn: BatchFn | None = None
     resolved_device: str = ""
+    #: Served by the model host process (`modelhost.py`), not loaded in this one.
+    hosted: bool = False
 
     @property
     def queue_bound(self) -> int:
@@ -102,11 +106,35 @@ def resolve_device(device: str) -> str:
     """`auto`: CUDA when torch sees a GPU, else the CPU."""
     if device != "auto":
         return device
+    return "cuda" if cuda_available() else "cpu"
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a GPU, asked without initialising CUDA in this process.
+
+    The supervisor asks before it forks: CUDA initialised here would be unusable in
+    every child (torch's NVML check does not initialise it)."""
     try:
         import torch
     except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
+        return False
+    previous = os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")
+    os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
+    try:
+        return bool(torch.cuda.is_available())
+    finally:
+        if previous is None:
+            del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
+        else:
+            os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = previous
+
+
+def needs_host(spec: ModelSpec, placement: str) -> bool:
+    """Whether `spec` is served by the model host process: every model when `placement`
+    is "process", else (`auto`) the models on a GPU."""
+    if placement == "process":
+        return True
+    return spec.device.startswith("cuda") or (spec.device == "auto" and cuda_available())
 
 
 def _rss_bytes() -> int:
@@ -161,16 +189,12 @@ def load(spec: ModelSpec) -> None:
 
 
 def load_all() -> list[ModelSpec]:
-    """Every registered model, in registration order (the init phase's second step)."""
+    """Every registered model the model host does not serve, in registration order (the
+    init phase's last step)."""
     for spec in MODELS.values():
-        if spec.fn is None:
+        if spec.fn is None and not spec.hosted:
             load(spec)
     return list(MODELS.values())
-
-
-def on_gpu() -> bool:
-    """True when a loaded model lives on a GPU: CUDA state does not survive a fork."""
-    return any(spec.resolved_device.startswith("cuda") for spec in MODELS.values())
 
 
 def run_batch(fn: BatchFn, inputs: list[Any]) -> Sequence[Any]:

@@ -1,0 +1,145 @@
+"""The model host process: placement, its death and restart, the drain, errors across it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.client import invoke
+from tests.test_host import metric
+from tests.test_supervisor import wait_for
+
+HOSTED = {"WORKER_MODEL_HOST": "process"}
+
+
+def loads(calls: Path) -> list[int]:
+    """The pids that loaded model `double`, in order."""
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return [int(line.split()[1]) for line in lines if line.startswith("load ")]
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_gpu_model_lives_in_the_model_host_and_a_cpu_one_in_the_supervisor(
+    serve, tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls"
+    srv = serve("tests.apps.gpu_models.gpu_only", "--workers", "2", env={"MODEL_CALLS": str(calls)})
+    lines = calls.read_text().splitlines()
+    host = next(line.split() for line in lines if line.startswith("gpu-only"))
+    assert int(host[1]) in srv.children()  # not the supervisor: CUDA must not be forked
+    assert host[2] == "cuda"  # what the loader was given
+    assert loads(calls) == [srv.pid]  # the CPU model: loaded once, before the fork
+    for x in range(8):
+        answer = asyncio.run(invoke(srv.port, {"x": x})).json()
+        assert answer == {"gpu": x + 1, "cpu": 2 * x}
+
+
+@pytest.mark.parametrize("placement", ["auto", "process"])
+async def test_a_batch_functions_errors_reach_the_handler_alike(serve, placement: str) -> None:  # type: ignore[no-untyped-def]
+    srv = serve("tests.apps.models.picky", "--workers", "1", env={"WORKER_MODEL_HOST": placement})
+    failed = await invoke(srv.port, {"x": -1})
+    assert failed.headers["x-amz-function-error"] == "Unhandled"
+    assert failed.json()["errorType"] == "ValueError"  # type: ignore[index]
+    assert failed.json()["errorMessage"] == "negative input in [-1]"  # type: ignore[index]
+    # An exception that pickle cannot rebuild still arrives with its type and message.
+    odd = (await invoke(srv.port, {"x": 13})).json()
+    assert (odd["errorType"], odd["errorMessage"]) == ("Unpicklable", "unlucky")  # type: ignore[index]
+    assert (await invoke(srv.port, {"x": 2})).json() == 4  # the model still serves
+
+
+async def test_a_dead_model_host_fails_its_requests_and_is_replaced(serve, tmp_path: Path) -> None:
+    calls, gate = tmp_path / "calls", tmp_path / "gate"
+    env = {**HOSTED, "MODEL_CALLS": str(calls), "NARROW_GATE": str(gate)}
+    srv = serve("tests.apps.models.narrow", "--workers", "2", env=env)
+    [host] = loads(calls)
+    in_model = asyncio.ensure_future(invoke(srv.port, {"x": 1}))
+    while not Path(f"{gate}.entered").exists():
+        await asyncio.sleep(0.01)
+    os.kill(host, signal.SIGKILL)
+    lost = await in_model
+    assert lost.status == 200
+    assert lost.headers["x-amz-function-error"] == "Unhandled"
+    assert lost.json()["errorType"] == "Runtime.ModelHostUnavailable"  # type: ignore[index]
+    gate.touch()
+    wait_for(lambda: len(loads(calls)) == 2, "a new model host")
+    assert loads(calls)[1] in srv.children()
+    while True:  # the new host is up once it answers; until then requests fail clearly
+        answer = await invoke(srv.port, {"x": 5})
+        if answer.json() == 5:
+            break
+        assert answer.json()["errorType"] == "Runtime.ModelHostUnavailable"  # type: ignore[index]
+        await asyncio.sleep(0.05)
+    text = srv.get("/_worker/metrics")[1].decode()
+    assert metric(text, 'worker_restarts_total{process="model-host"}') == 1
+    assert metric(text, "worker_restarts_total", 0) == 0  # no worker died, only the host
+    assert gone(host)
+
+
+async def test_sigterm_lets_requests_waiting_on_the_host_finish(serve, tmp_path: Path) -> None:
+    calls, gate = tmp_path / "calls", tmp_path / "gate"
+    env = {**HOSTED, "MODEL_CALLS": str(calls), "NARROW_GATE": str(gate)}
+    srv = serve("tests.apps.models.narrow", "--workers", "2", env=env)
+    [host] = loads(calls)
+    first = asyncio.ensure_future(invoke(srv.port, {"x": 1}))
+    while not Path(f"{gate}.entered").exists():
+        await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(invoke(srv.port, {"x": 2}))  # queued behind it
+    depth = 'worker_inference_queue_depth{model="narrow"}'
+    while metric(srv.get("/_worker/metrics")[1].decode(), depth, 0) < 1:
+        await asyncio.sleep(0.01)
+    srv.proc.send_signal(signal.SIGTERM)
+    while True:  # draining: the listening socket is closed
+        try:
+            await invoke(srv.port)
+        except OSError:
+            break
+        await asyncio.sleep(0.01)
+    assert not gone(host)  # the workers are still waiting on it
+    gate.touch()
+    assert [(await first).json(), (await second).json()] == [1, 2]
+    assert await asyncio.to_thread(srv.proc.wait, 30) == 0
+    assert gone(host)
+
+
+async def test_a_request_past_its_deadline_never_reaches_the_hosted_model(
+    serve, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    env = {**HOSTED, "NARROW_GATE": str(gate)}
+    srv = serve("tests.apps.models.narrow", "--workers", "1", "--timeout", "1", env=env)
+    first = asyncio.ensure_future(invoke(srv.port, {"x": 1}))
+    while not Path(f"{gate}.entered").exists():
+        await asyncio.sleep(0.01)
+    late = await invoke(srv.port, {"x": 2})  # waits behind the first until its deadline
+    assert late.json()["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
+    gate.touch()
+    await first
+    expired = 'worker_inference_expired_total{model="narrow"}'
+    wait_for(lambda: metric(srv.get("/_worker/metrics")[1].decode(), expired, 0) == 1, "drop")
+    assert Path(f"{gate}.entered").read_text().split() == ["1"]  # only the first ran
+
+
+def test_the_model_host_ends_with_its_supervisor(serve, tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    srv = serve(
+        "tests.apps.models.handler", "--workers", "1", env={**HOSTED, "MODEL_CALLS": str(calls)}
+    )
+    [host] = loads(calls)
+    workers = [pid for pid in srv.children() if pid != host]
+    srv.proc.kill()
+    srv.proc.wait()
+    try:
+        wait_for(lambda: gone(host), "the model host to exit")
+    finally:
+        for pid in workers:  # orphans of the test's own supervisor
+            os.kill(pid, signal.SIGKILL)
