@@ -129,17 +129,19 @@ async def test_a_request_past_its_deadline_never_reaches_the_hosted_model(
     assert Path(f"{gate}.entered").read_text().split() == ["1"]  # only the first ran
 
 
-def test_the_model_host_ends_with_its_supervisor(serve, tmp_path: Path) -> None:
+def test_the_model_host_and_the_workers_end_with_their_supervisor(serve, tmp_path: Path) -> None:
     calls = tmp_path / "calls"
-    srv = serve(
-        "tests.apps.models.handler", "--workers", "1", env={**HOSTED, "MODEL_CALLS": str(calls)}
-    )
+    env = {**HOSTED, "MODEL_CALLS": str(calls)}
+    srv = serve("tests.apps.models.handler", "--workers", "2", env=env)
     [host] = loads(calls)
-    workers = [pid for pid in srv.children() if pid != host]
+    wait_for(lambda: len(srv.children()) == 3, "two workers and the model host")
+    family = srv.children()
     srv.proc.kill()
     srv.proc.wait()
     try:
-        wait_for(lambda: gone(host), "the model host to exit")
+        wait_for(lambda: all(gone(pid) for pid in family), "the orphans to exit")
     finally:
-        for pid in workers:  # orphans of the test's own supervisor
-            os.kill(pid, signal.SIGKILL)
+        for pid in family:  # the test's own processes, if the assertion failed
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert host in family

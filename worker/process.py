@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -320,8 +322,29 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
 
 
+#: prctl(2)'s option: the signal this process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def end_with(supervisor: int) -> None:
+    """Have the kernel send this process SIGTERM (a drain) when `supervisor` dies.
+
+    A worker that outlived a killed supervisor would go on serving with nobody left to
+    replace it, collect its metrics or end it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    if os.getppid() != supervisor:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run(
-    *, index: int, config: Config, handler: Handler, sock: socket.socket | None, root: str
+    *,
+    index: int,
+    config: Config,
+    handler: Handler,
+    sock: socket.socket | None,
+    root: str,
+    supervisor: int = 0,
 ) -> int:
     """Body of a forked worker process; returns its exit code."""
     # The supervisor blocks its signals to wait on them; a worker takes them normally.
@@ -330,6 +353,8 @@ def run(
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    if supervisor:
+        end_with(supervisor)
     jobs.reseed()
     logs.configure(config.log_level, config.log_format)
     loop = uvloop.new_event_loop()

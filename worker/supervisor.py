@@ -199,6 +199,7 @@ class Supervisor:
     def _spawn(self, index: int, handler: Handler, listeners: Listeners) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
@@ -211,6 +212,7 @@ class Supervisor:
                     handler=handler,
                     sock=listeners.keep_only(index) if listeners.sockets else None,
                     root=self.root,
+                    supervisor=supervisor,
                 )
             finally:
                 os._exit(code)
