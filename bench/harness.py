@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import statistics
@@ -144,6 +145,7 @@ class WrkResult:
     errors: int
     function_errors: int  # 200s flagged X-Amz-Function-Error (scripts that count them)
     cpu_us: float  # server CPU per request
+    client_cpu_us: float = 0.0  # wrk's own CPU per request (it shares the box)
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -166,9 +168,10 @@ def wrk(
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
     if script:
         cmd += ["-s", script]
-    cpu0 = tree_cpu_seconds(pid)
+    cpu0, own0 = tree_cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
-    cpu = tree_cpu_seconds(pid) - cpu0
+    cpu, own = tree_cpu_seconds(pid) - cpu0, resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = (own.ru_utime - own0.ru_utime) + (own.ru_stime - own0.ru_stime)
     m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
     if not m:
         raise RuntimeError(f"wrk printed no totals:\n{out}")
@@ -189,6 +192,7 @@ def wrk(
         else 0,
         errors=sum(int(x) for x in errs.groups()) if errs else 0,
         cpu_us=cpu / max(1, requests) * 1e6,
+        client_cpu_us=client / max(1, requests) * 1e6,
     )
 
 

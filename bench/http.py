@@ -14,6 +14,7 @@ import platform
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import httptools
 import uvicorn
@@ -31,6 +32,7 @@ from bench.harness import (
     write_script,
     wrk,
 )
+from worker.config import cores
 
 INVOKE = "/2015-03-31/functions/bench/invocations"
 BODY = b'{"hello":"world","items":[1,2,3],"nested":{"k":"v"}}'
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "connections": args.connections,
         "wrk_threads": 2,
         "processes_each": 2,
-        "cores": len(__import__("os").sched_getaffinity(0)),
+        "cores": cores(),
         "python": platform.python_version(),
         "uvicorn": uvicorn.__version__,
         "httptools": httptools.__version__,
@@ -109,6 +111,7 @@ def summarise(results: dict[str, dict[str, list[WrkResult]]]) -> dict[str, objec
                 "p50_ms": median([r.p50_ms for r in runs]),
                 "p99_ms": median([r.p99_ms for r in runs]),
                 "cpu_us_per_request": median([r.cpu_us for r in runs]),
+                "wrk_cpu_us_per_request": median([r.client_cpu_us for r in runs]),
                 "non_2xx": sum(r.non_2xx for r in runs),
                 "socket_errors": sum(r.errors for r in runs),
                 "runs": [asdict(r) for r in runs],
@@ -120,10 +123,28 @@ def summarise(results: dict[str, dict[str, list[WrkResult]]]) -> dict[str, objec
     return summary
 
 
+#: The targets (issue 2): the ceiling line says what the box leaves the server at them.
+TARGETS = {"invoke": 2.0, "proxy": 1.5}
+
+
+def ceiling(row: dict[str, Any], target: float) -> str:
+    """What a server would have to spend per request to reach `target` x the baseline,
+    on this box, with wrk taking its measured share of the cores."""
+    rate = target * row["uvicorn"]["rps"]
+    wrk_cores = rate * row["ours"]["wrk_cpu_us_per_request"] / 1e6
+    left_us = (cores() - wrk_cores) / rate * 1e6
+    return (
+        f"{target:.1f}x the baseline is {rate:,.0f} req/s: wrk alone would take "
+        f"{wrk_cores:.2f} of the {cores()} cores, leaving {left_us:.1f} µs of CPU per request "
+        f"for the server (it spends {row['ours']['cpu_us_per_request']:.1f})"
+    )
+
+
 def table(summary: dict[str, object]) -> str:
     lines = [
-        "| path | server | req/s | p50 ms | p99 ms | CPU µs/req | non-2xx | req/s vs baseline |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| path | server | req/s | p50 ms | p99 ms | CPU µs/req | wrk CPU µs/req | non-2xx "
+        "| req/s vs baseline |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in ("invoke", "proxy"):
         row = summary[case]
@@ -133,8 +154,14 @@ def table(summary: dict[str, object]) -> str:
             label = "worker serve" if name == "ours" else "raw ASGI on uvicorn"
             lines.append(
                 f"| {case} | {label} | {s['rps']:,.0f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
-                f"{s['cpu_us_per_request']:.1f} | {s['non_2xx']} | {ratio} |"
+                f"{s['cpu_us_per_request']:.1f} | {s.get('wrk_cpu_us_per_request', 0):.1f} | "
+                f"{s['non_2xx']} | {ratio} |"
             )
+    lines.append("")
+    for case, target in TARGETS.items():
+        row = summary[case]
+        if "wrk_cpu_us_per_request" in row["ours"]:  # type: ignore[index, operator]
+            lines.append(f"- {case}: {ceiling(row, target)}.")  # type: ignore[arg-type]
     return "\n".join(lines) + "\n"
 
 
