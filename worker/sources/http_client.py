@@ -94,12 +94,27 @@ class ClientConnection(asyncio.Protocol):
     async def request(
         self, method: bytes, path: bytes, body: bytes = b"", headers: bytes = b""
     ) -> Response:
+        waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self.send(waiter, method, path, body, headers)
+        return await waiter
+
+    def send(
+        self,
+        waiter: asyncio.Future[Response],
+        method: bytes,
+        path: bytes,
+        body: bytes = b"",
+        headers: bytes = b"",
+    ) -> None:
+        """Write a request now; `waiter` gets its response (or the connection's failure).
+
+        For a caller that is not a coroutine (a slot answering an invocation writes the
+        answer at once, instead of waking the poller to write it)."""
         if self._closed or self.transport is None:
             raise HttpClientError("connection is closed")
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
         length = b"content-length: %d\r\n" % len(body) if body or method == b"POST" else b""
         self.transport.write(
             b"%s %s HTTP/1.1\r\n%s%s%s\r\n%s"
             % (method, path, self.host_header, length, headers, body)
         )
-        return await self._waiter

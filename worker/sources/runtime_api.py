@@ -185,8 +185,9 @@ class RuntimeApiSource:
     async def _invoke(self, conn: ClientConnection, resp: Response) -> ClientConnection | None:
         h = resp.headers
         request_id = h.get(b"lambda-runtime-aws-request-id", b"").decode()
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[tuple[bytes, bytes, bytes]] = loop.create_future()
+        # The slot writes the answer on this connection the moment it has one; the
+        # poller wakes once, for the Runtime API's reply to it (see `_answer`).
+        answer = _Answer(conn, request_id, asyncio.get_running_loop().create_future())
         try:
             event = _decode_event(resp)
         except LambdaError as exc:
@@ -204,7 +205,7 @@ class RuntimeApiSource:
         what, route = classify.kind_route(resp.body)
         job = Job(
             event,
-            lambda result, error: self._answer(answer, request_id, result, error),
+            lambda result, error: self._answer(answer, result, error),
             request_id=request_id,
             size=len(resp.body),
             kind=what,
@@ -217,18 +218,20 @@ class RuntimeApiSource:
             tenant_id=tenant.decode() if tenant else None,
         )
         if not self.submit(job):  # cannot happen while pollers <= slots; never drop it
-            self._answer(answer, request_id, None, LambdaError("Runtime.Busy", "no free slot"))
-        kind, body, headers = await answer
-        return await self._post(conn, request_id, kind, body, headers)
+            self._answer(answer, None, LambdaError("Runtime.Busy", "no free slot"))
+        try:
+            reply = await answer.replied
+        except (OSError, HttpClientError) as exc:
+            # The connection broke under the answer: post it again on a fresh one.
+            log.warning("posting the answer for %s failed: %s", request_id, exc)
+            kind, body, headers = answer.posted
+            return await self._post(None, request_id, kind, body, headers)
+        _check(reply, request_id)
+        return conn
 
-    def _answer(
-        self,
-        answer: asyncio.Future[tuple[bytes, bytes, bytes]],
-        request_id: str,
-        result: Any,
-        error: LambdaError | None,
-    ) -> str | None:
-        """Called by the slot: marshal now (so the error type is known), post later."""
+    def _answer(self, answer: _Answer, result: Any, error: LambdaError | None) -> str | None:
+        """Called by the slot, on the loop: marshal (so the error type is known) and write
+        the answer's request at once."""
         if error is None:
             try:
                 data = marshal.dumps(result)
@@ -239,12 +242,12 @@ class RuntimeApiSource:
                         f"({6 * 1024 * 1024} bytes).",
                     )
                 else:
-                    answer.set_result((b"response", data, b"content-type: application/json\r\n"))
+                    answer.post(b"response", data, b"content-type: application/json\r\n")
                     return None
             except LambdaError as exc:
                 error = exc
-        body, headers = error_request(error, request_id)
-        answer.set_result((b"error", body, headers))
+        body, headers = error_request(error, answer.request_id)
+        answer.post(b"error", body, headers)
         return error.error_type
 
     async def _post(
@@ -255,7 +258,7 @@ class RuntimeApiSource:
         body: bytes,
         headers: bytes,
     ) -> ClientConnection | None:
-        path = b"%s/invocation/%s/%s" % (PREFIX, request_id.encode(), kind)
+        path = _path(request_id, kind)
         for _ in range(2):  # one retry on a fresh connection if this one broke
             try:
                 if conn is None or conn.closed:
@@ -265,14 +268,44 @@ class RuntimeApiSource:
                 log.warning("posting /%s for %s failed: %s", kind.decode(), request_id, exc)
                 conn = None
                 continue
-            if resp.status == 410:
-                log.warning("answer for %s came after its deadline (410)", request_id)
-            elif resp.status >= 300:
-                log.error(
-                    "Runtime API refused the answer for %s: %d %r",
-                    request_id,
-                    resp.status,
-                    resp.body[:200],
-                )
+            _check(resp, request_id)
             return conn
         return conn
+
+
+def _path(request_id: str, kind: bytes) -> bytes:
+    return b"%s/invocation/%s/%s" % (PREFIX, request_id.encode(), kind)
+
+
+def _check(resp: Response, request_id: str) -> None:
+    """Log what the Runtime API said to an answer, when it did not take it."""
+    if resp.status == 410:
+        log.warning("answer for %s came after its deadline (410)", request_id)
+    elif resp.status >= 300:
+        log.error(
+            "Runtime API refused the answer for %s: %d %r",
+            request_id,
+            resp.status,
+            resp.body[:200],
+        )
+
+
+class _Answer:
+    """One invocation's answer: what was posted, and the Runtime API's reply to it."""
+
+    __slots__ = ("conn", "posted", "replied", "request_id")
+
+    def __init__(
+        self, conn: ClientConnection, request_id: str, replied: asyncio.Future[Response]
+    ) -> None:
+        self.conn = conn
+        self.request_id = request_id
+        self.replied = replied
+        self.posted: tuple[bytes, bytes, bytes] = (b"", b"", b"")
+
+    def post(self, kind: bytes, body: bytes, headers: bytes) -> None:
+        self.posted = (kind, body, headers)
+        try:
+            self.conn.send(self.replied, b"POST", _path(self.request_id, kind), body, headers)
+        except HttpClientError as exc:
+            self.replied.set_exception(exc)
