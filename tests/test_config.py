@@ -43,6 +43,17 @@ def test_never_more_processes_than_slots() -> None:
     assert Config.from_env({}, processes=8, concurrency=2).worker_processes == 2
 
 
+@pytest.mark.parametrize(("slots", "processes"), [(1, 1), (8, 1), (16, 1), (17, 2), (64, 2)])
+def test_lambda_mode_runs_a_process_per_16_slots_at_most_one_per_core(
+    monkeypatch: pytest.MonkeyPatch, slots: int, processes: int
+) -> None:
+    monkeypatch.setattr("worker.config.cores", lambda: 2)
+    env = {"AWS_LAMBDA_MAX_CONCURRENCY": str(slots)}
+    assert Config.from_env(env, mode="lambda").worker_processes == processes
+    assert Config.from_env(env, mode="lambda", processes=2).worker_processes == min(2, slots)
+    assert Config.from_env({}, concurrency=slots).worker_processes == min(2, slots)  # serve
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [({"WORKER_PORT": "eighty"}, "WORKER_PORT"), ({"WORKER_GRACE": "0"}, "grace")],

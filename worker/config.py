@@ -10,6 +10,10 @@ from typing import Any, Literal
 Mode = Literal["serve", "lambda", "sqs", "emulate"]
 LogFormat = Literal["JSON", "Text"]
 
+#: Slots per core: `serve`'s default concurrency, and Lambda mode's slots per process
+#: (LMI's own sizing: 16 concurrent requests per vCPU).
+SLOTS_PER_CORE = 16
+
 #: Lambda's synchronous payload limit: 6 MiB, plus the 100 bytes the Runtime API allows.
 DEFAULT_MAX_PAYLOAD = 6 * 1024 * 1024 + 100
 
@@ -317,7 +321,16 @@ class Config:
 
     @property
     def worker_processes(self) -> int:
-        wanted = self.processes or cores()
+        if self.processes:
+            wanted = self.processes
+        elif self.mode == "lambda":
+            # LMI sizes an environment at 16 concurrent requests per vCPU: a process per
+            # 16 slots, at most one per core. Fewer, fuller processes wake less often per
+            # invocation: at concurrency 8 on 2 cores, one process took 30 µs of CPU per
+            # no-op invocation where two took 42, and served 1.55x the invocations.
+            wanted = min(cores(), -(-self.total_concurrency // SLOTS_PER_CORE))
+        else:
+            wanted = cores()
         # Never more processes than slots: an idle process only costs memory.
         return max(1, min(wanted, self.total_concurrency))
 
@@ -325,7 +338,7 @@ class Config:
     def total_concurrency(self) -> int:
         if self.concurrency:
             return self.concurrency
-        return 1 if self.mode == "lambda" else 16 * (self.processes or cores())
+        return 1 if self.mode == "lambda" else SLOTS_PER_CORE * (self.processes or cores())
 
     @property
     def total_queue_size(self) -> int:
