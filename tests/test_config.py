@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from worker.config import DEFAULT_MAX_PAYLOAD, Config
@@ -52,6 +54,9 @@ def test_lambda_mode_runs_a_process_per_16_slots_at_most_one_per_core(
     assert Config.from_env(env, mode="lambda").worker_processes == processes
     assert Config.from_env(env, mode="lambda", processes=2).worker_processes == min(2, slots)
     assert Config.from_env({}, concurrency=slots).worker_processes == min(2, slots)  # serve
+    # Models batched in the workers: every core gets a process (and a batch in flight).
+    cpu = dataclasses.replace(Config.from_env(env, mode="lambda"), local_models=True)
+    assert cpu.worker_processes == min(2, slots)
 
 
 @pytest.mark.parametrize(

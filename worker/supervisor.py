@@ -8,6 +8,7 @@ whatever the init phase loaded) copy-on-write, and a replacement starts in milli
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import logging
 import os
@@ -114,6 +115,9 @@ class Supervisor:
                 assert self.model_host is not None
                 self.model_host.wait_ready()
             registry.load_all()
+            if any(spec.fn is not None for spec in registry.MODELS.values()):
+                # Each worker batches on its own share of the cores (config.py says why).
+                self.config = dataclasses.replace(self.config, local_models=True)
         except BaseException:
             if self.model_host is not None:
                 self.model_host.kill()
