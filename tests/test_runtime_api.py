@@ -18,8 +18,14 @@ import pytest
 from tests.client import invoke
 from tests.conftest import ROOT, _environ
 from worker.errors import LambdaError
+from worker.jobs import Job
 from worker.sources.http_client import Response
-from worker.sources.runtime_api import _decode_event, error_type_header, parse_address
+from worker.sources.runtime_api import (
+    RuntimeApiSource,
+    _decode_event,
+    error_type_header,
+    parse_address,
+)
 
 
 def test_error_type_header_always_matches_the_platform_pattern() -> None:
@@ -244,3 +250,55 @@ async def test_one_slot_sync_handler_runs_inline_and_is_interrupted_at_its_deadl
     # Only the second left its mark: the first was stopped, and its slot freed at once
     # (a thread would have held the slot, and this call, for its whole minute).
     assert len(list(tmp_path.glob("finished-*"))) == 1
+
+
+async def test_an_answer_whose_connection_breaks_is_posted_again_on_a_fresh_one() -> None:
+    """The slot writes the answer on the poller's connection; when that connection dies
+    before the Runtime API replies, the same answer goes out again on a new one."""
+    posts: list[tuple[bytes, bytes]] = []
+    delivered, accepted = asyncio.Event(), asyncio.Event()
+
+    async def runtime_api(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            line, *fields = head.split(b"\r\n")
+            sizes = [
+                int(f.split(b":")[1]) for f in fields if f.lower().startswith(b"content-length")
+            ]
+            body = await reader.readexactly(sizes[0] if sizes else 0)
+            if line.startswith(b"GET"):
+                if delivered.is_set():
+                    await asyncio.Event().wait()  # no second event: the long poll waits
+                delivered.set()
+                event = b'{"x": 1}'
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nlambda-runtime-aws-request-id: r1\r\n"
+                    b"content-length: %d\r\n\r\n%s" % (len(event), event)
+                )
+                continue
+            posts.append((line, body))
+            if len(posts) == 1:  # the first answer: the connection dies under it
+                writer.close()
+                return
+            writer.write(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
+            accepted.set()
+
+    server = await asyncio.start_server(runtime_api, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+
+    def submit(job: Job) -> bool:
+        loop.call_soon(job.reply, {"got": job.event["x"]}, None)
+        return True
+
+    source = RuntimeApiSource(f"127.0.0.1:{port}", submit, slots=1)
+    running = asyncio.ensure_future(source.run())
+    await asyncio.wait_for(accepted.wait(), 10)
+    source.stop()
+    assert await asyncio.wait_for(running, 10) == 0
+    server.close()
+    line = b"POST /2018-06-01/runtime/invocation/r1/response HTTP/1.1"
+    assert posts == [(line, b'{"got":1}'), (line, b'{"got":1}')]
