@@ -109,12 +109,13 @@ class ModelHost:
             raise LambdaError(body["errorType"], body["errorMessage"], body["stackTrace"])
 
     def forget(self) -> None:
-        """In a forked worker: drop the inherited control socket (only the supervisor's
-        copy may keep the host alive)."""
+        """Drop this process's copy of the control socket: in a forked worker (only the
+        supervisor's copy may keep the host alive), or once the host is dead."""
         self.control.close()
 
     def stop(self) -> None:
-        """Let the host go (it finishes what is in flight) and wait for it, then kill it."""
+        """Let the host go (called once the workers are gone, so nothing waits on it) and
+        wait up to STOP_TIMEOUT for it to exit, then kill it."""
         self.control.close()
         with contextlib.suppress(ChildProcessError, ProcessLookupError):
             fd = os.pidfd_open(self.pid)
