@@ -22,6 +22,7 @@ import uvicorn
 from bench.harness import (
     RESULTS,
     WrkResult,
+    budget,
     free_port,
     median,
     publish,
@@ -131,8 +132,7 @@ def ceiling(row: dict[str, Any], target: float) -> str:
     """What a server would have to spend per request to reach `target` x the baseline,
     on this box, with wrk taking its measured share of the cores."""
     rate = target * row["uvicorn"]["rps"]
-    wrk_cores = rate * row["ours"]["wrk_cpu_us_per_request"] / 1e6
-    left_us = (cores() - wrk_cores) / rate * 1e6
+    wrk_cores, left_us = budget(rate, row["ours"]["wrk_cpu_us_per_request"])
     return (
         f"{target:.1f}x the baseline is {rate:,.0f} req/s: wrk alone would take "
         f"{wrk_cores:.2f} of the {cores()} cores, leaving {left_us:.1f} µs of CPU per request "

@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.harness import (
     RESULTS,
+    budget,
     descendants,
     free_port,
     median,
@@ -180,8 +181,7 @@ def ceiling(summary: dict[str, Any]) -> str:
     if "wrk_cpu_us" not in ours:
         return ""
     rate = target * row["awslambdaric"]["inv_per_s"]
-    others = (ours["emulator_cpu_us"] + ours["wrk_cpu_us"]) * rate / 1e6
-    left = (cores() - others) / rate * 1e6
+    others, left = budget(rate, ours["emulator_cpu_us"] + ours["wrk_cpu_us"])
     return (
         f"At concurrency {level}, {target:.0f}x awslambdaric is {rate:,.0f} inv/s: the emulator "
         f"and wrk alone would take {others:.2f} of the {cores()} cores, leaving "

@@ -57,14 +57,22 @@ async def test_a_batch_functions_errors_reach_the_handler_alike(serve, placement
     assert (await invoke(srv.port, {"x": 2})).json() == 4  # the model still serves
 
 
-async def test_a_dead_model_host_fails_its_requests_and_is_replaced(serve, tmp_path: Path) -> None:
+async def held_in_the_host(serve, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Two workers and a model host whose `narrow` model holds request {"x": 1} until the
+    gate file exists: (environment, host pid, gate, the held request)."""
     calls, gate = tmp_path / "calls", tmp_path / "gate"
     env = {**HOSTED, "MODEL_CALLS": str(calls), "NARROW_GATE": str(gate)}
     srv = serve("tests.apps.models.narrow", "--workers", "2", env=env)
     [host] = loads(calls)
-    in_model = asyncio.ensure_future(invoke(srv.port, {"x": 1}))
+    held = asyncio.ensure_future(invoke(srv.port, {"x": 1}))
     while not Path(f"{gate}.entered").exists():
         await asyncio.sleep(0.01)
+    return srv, host, gate, held
+
+
+async def test_a_dead_model_host_fails_its_requests_and_is_replaced(serve, tmp_path: Path) -> None:
+    srv, host, gate, in_model = await held_in_the_host(serve, tmp_path)
+    calls = tmp_path / "calls"
     os.kill(host, signal.SIGKILL)
     lost = await in_model
     assert lost.status == 200
@@ -86,13 +94,7 @@ async def test_a_dead_model_host_fails_its_requests_and_is_replaced(serve, tmp_p
 
 
 async def test_sigterm_lets_requests_waiting_on_the_host_finish(serve, tmp_path: Path) -> None:
-    calls, gate = tmp_path / "calls", tmp_path / "gate"
-    env = {**HOSTED, "MODEL_CALLS": str(calls), "NARROW_GATE": str(gate)}
-    srv = serve("tests.apps.models.narrow", "--workers", "2", env=env)
-    [host] = loads(calls)
-    first = asyncio.ensure_future(invoke(srv.port, {"x": 1}))
-    while not Path(f"{gate}.entered").exists():
-        await asyncio.sleep(0.01)
+    srv, host, gate, first = await held_in_the_host(serve, tmp_path)
     second = asyncio.ensure_future(invoke(srv.port, {"x": 2}))  # queued behind it
     depth = 'worker_inference_queue_depth{model="narrow"}'
     while metric(srv.get("/_worker/metrics")[1].decode(), depth, 0) < 1:
