@@ -11,7 +11,7 @@ QUICK ?=
 venv: $(STAMP)
 
 # The compiled extensions are part of the install: editing ext/ must rebuild them.
-$(STAMP): pyproject.toml setup.py $(wildcard ext/*.pyx)
+$(STAMP): pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -e '.[dev]'

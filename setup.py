@@ -19,7 +19,12 @@ def extensions() -> list[object]:
     # Each ext/NAME.pyx becomes worker._NAME; the pure-Python twin stays importable
     # when the extension is absent (uvicorn's auto-choice habit).
     modules = [
-        Extension(f"worker._{src.stem}", [str(src.relative_to(HERE))], extra_compile_args=["-O3"])
+        Extension(
+            f"worker._{src.stem}",
+            [str(src.relative_to(HERE))],
+            include_dirs=["ext"],  # the C headers the sources include (structural.h)
+            extra_compile_args=["-O3"],
+        )
         for src in sources
     ]
     return list(cythonize(modules, language_level=3, quiet=True))

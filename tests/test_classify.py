@@ -124,3 +124,44 @@ def test_scanners_agree_on_random_bytes(raw: bytes, start: int, end: int) -> Non
     assert scan.fields(raw, start, end, wanted) == _scan.fields(raw, start, end, wanted)
     assert scan.first_element(raw, start, end) == _scan.first_element(raw, start, end)
     assert twin(raw) == compiled(raw)  # type: ignore[misc]
+
+
+def _block_edges() -> list[bytes]:
+    """Strings and containers whose quotes, escapes and brackets fall on every position
+    around the compiled scanner's 16-byte blocks, escapes running across a block's end."""
+    cases = []
+    for pad in range(0, 36):
+        for slashes in range(0, 4):
+            text = b"x" * pad + b"\\" * slashes + b'"'  # an odd run escapes the quote
+            tail = b'"}' if slashes % 2 else b"}"
+            cases.append(b'{"a":"' + text + tail)
+            cases.append(b'{"a":{"b":"' + text + b'}]"' * (slashes % 2) + b', "c":[1]}' + tail)
+            cases.append(b'{"a":[' + b"{" * (pad % 5) + b'"' + text + b"]" * (pad % 5) + b'],"Records":[]}')
+        cases.append(b'{"b":' + b"[" * pad + b"]" * pad + b',"a":"y"}')
+        cases.append(b'{"b":{"k":"' + b"}" * pad + b'"},"a":"y"}')  # brackets inside a string
+    return cases
+
+
+@pytest.mark.parametrize("raw", _block_edges())
+def test_scanners_agree_around_block_edges(raw: bytes) -> None:
+    assert _scan is not None
+    wanted = frozenset((b"a", b"b", b"c", b"Records"))
+    for cut in (len(raw), len(raw) - 1, len(raw) // 2):
+        assert scan.fields(raw[:cut], 0, cut, wanted) == _scan.fields(raw[:cut], 0, cut, wanted)
+        assert twin(raw[:cut]) == compiled(raw[:cut])  # type: ignore[misc]
+
+
+def test_extension_call_forms_agree() -> None:
+    """The vectorcall path, tp_call (what `type(obj).__call__` runs) and kind_route give the
+    same answer, and a wrong call is a TypeError, not a crash."""
+    assert compiled is not None and compiled.compiled is not None
+    obj = compiled.compiled
+    raw = orjson.dumps(SAMPLES[0][2])
+    assert obj(raw) == type(obj).__call__(obj, raw) == tuple(obj.kind_route(raw))
+    assert obj(bytearray(raw)) == obj(raw)
+    assert type(obj(raw)) is Classification
+    for bad in ((), (raw, raw)):
+        with pytest.raises(TypeError):
+            obj(*bad)
+    with pytest.raises(TypeError):
+        obj(raw=raw)
