@@ -219,38 +219,90 @@ def first_element(bytes buf, Py_ssize_t start, Py_ssize_t end):
 from libc.string cimport memcmp, memcpy, memset, strlen
 
 
-cdef int _fields_c(const unsigned char* p, Py_ssize_t start, Py_ssize_t n,
-                   const char** keys, const Py_ssize_t* lens, int nkeys, Span* out) noexcept nogil:
-    """Like fields(): every slot whose key matches gets the first occurrence's span."""
-    cdef Py_ssize_t i, value_end, kl
-    cdef int k, found = 0
-    cdef unsigned char c0
+cdef struct Spec:
+    # An object's wanted keys, where their spans go in the caller's array (`slot`), and
+    # for a key whose value is itself searched, that object's Spec (else NULL).
+    int nkeys
+    const char* keys[6]
+    Py_ssize_t lens[6]
+    int slot[6]
+    Spec* child[6]
+
+
+cdef void _want(Spec* spec, const char* key, int slot, Spec* child):
+    spec.keys[spec.nkeys] = key
+    spec.lens[spec.nkeys] = <Py_ssize_t>strlen(key)
+    spec.slot[spec.nkeys] = slot
+    spec.child[spec.nkeys] = child
+    spec.nkeys += 1
+
+
+cdef inline bint _clean_scalar(const unsigned char* p, Py_ssize_t s, Py_ssize_t e) noexcept nogil:
+    """No quote or opener in a bare value: bracket counting would skip it the same way."""
+    while s < e:
+        if p[s] == 34 or p[s] == 123 or p[s] == 91:
+            return False
+        s += 1
+    return True
+
+
+cdef Py_ssize_t _walk(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, Spec* spec,
+                      Span* out) noexcept nogil:
+    """The value at `i`, read once: its end (exactly what _skip_value gives), and when it is
+    an object, the first occurrence of each wanted key put in `out[slot]`, descending into
+    the keys that have a child Spec as it goes, so no value is skipped and then read again.
+
+    Fields are read as `fields()` reads them (first occurrence wins, the first malformed
+    byte stops the reading). The end is where the object's `}` closes a clean field list;
+    otherwise (malformed, or a bare value with a quote or bracket in it, where bracket
+    counting would disagree) the end comes from counting brackets from the start."""
+    cdef Py_ssize_t start = i, value_end, kl
     cdef Span key, value
-    for k in range(nkeys):
-        out[k].s = -1
-        out[k].e = -1
-    i = _open_object(p, start, n)
-    while i >= 0:
-        value_end = _field(p, i, n, &key, &value)
+    cdef int k, j, at
+    cdef bint clean = True
+    if i >= n or p[i] != 123:
+        return _skip_value(p, i, n)
+    i += 1
+    while True:
+        i = _skip_ws(p, i, n)
+        if i >= n or p[i] != 34:
+            break
+        value_end = _skip_string(p, i, n)
         if value_end < 0:
             break
+        key.s = i + 1
+        key.e = value_end - 1
+        i = _skip_ws(p, value_end, n)
+        if i >= n or p[i] != 58:
+            break
+        i = _skip_ws(p, i + 1, n)
         kl = key.e - key.s
-        c0 = p[key.s] if kl > 0 else 0
-        for k in range(nkeys):
-            # Length and first byte first: most keys are rejected without a memcmp.
-            if (lens[k] == kl and out[k].s < 0
-                    and (kl == 0 or <unsigned char>keys[k][0] == c0)
-                    and memcmp(p + key.s, keys[k], kl) == 0):
-                out[k] = value
-                found += 1
-        if found == nkeys:
-            break  # the first occurrence wins: nothing later can change the answer
-        i = _after(p, value_end, n)
-    return found
-
-
-cdef inline Span _in(Span* spans, int k) noexcept nogil:
-    return spans[k]
+        at = -1
+        for j in range(spec.nkeys):
+            if (spec.lens[j] == kl and out[spec.slot[j]].s < 0
+                    and (kl == 0 or <unsigned char>spec.keys[j][0] == p[key.s])
+                    and memcmp(p + key.s, spec.keys[j], kl) == 0):
+                at = j
+                break
+        if at >= 0 and spec.child[at] != NULL:
+            value_end = _walk(p, i, n, spec.child[at], out)
+        else:
+            value_end = _skip_value(p, i, n)
+            if value_end >= 0 and clean and p[i] != 34 and p[i] != 123 and p[i] != 91:
+                clean = _clean_scalar(p, i, value_end)
+        if value_end < 0:
+            break
+        if at >= 0:
+            out[spec.slot[at]].s = i
+            out[spec.slot[at]].e = value_end
+        i = _skip_ws(p, value_end, n)
+        if i < n and p[i] == 44:
+            i += 1
+            continue
+        if i < n and p[i] == 125 and clean:
+            return i + 1
+        break
+    return _skip_container(p, start, n)
 
 
 cdef inline bint _has(Span sp) noexcept nogil:
@@ -337,37 +389,31 @@ cdef inline int _top_index(const unsigned char* p, Py_ssize_t s, Py_ssize_t kl) 
             return k
     return -1
 
+# Where the nested fields land: the first record's (and inside it), the requestContext's
+# and the awslogs object's. One array of spans per classification, on the stack.
 cdef enum:
-    R_EVENTSOURCE, R_EVENTSOURCE_SNS, R_ARN, R_CF, R_SNS, R_S3, R_COUNT
+    R_EVENTSOURCE, R_EVENTSOURCE_SNS, R_ARN, R_CF, R_SNS, R_S3, R_CF_REQUEST, R_METHOD,
+    R_URI, R_TOPIC, R_BUCKET, R_BUCKET_NAME, C_ELB, C_HTTP, C_DOMAIN, C_METHOD, L_DATA,
+    S_COUNT
 
-cdef const char* RECORD_KEYS[R_COUNT]
-RECORD_KEYS[:] = [b"eventSource", b"EventSource", b"eventSourceARN", b"cf", b"Sns", b"s3"]
-cdef Py_ssize_t RECORD_LENS[R_COUNT]
-for _k in range(R_COUNT):
-    RECORD_LENS[_k] = <Py_ssize_t>strlen(RECORD_KEYS[_k])
-
-cdef const char* CF_KEYS[2]
-CF_KEYS[:] = [b"method", b"uri"]
-cdef Py_ssize_t CF_LENS[2]
-CF_LENS[:] = [6, 3]
-
-cdef enum:
-    C_ELB, C_HTTP, C_DOMAIN, C_COUNT
-
-cdef const char* CONTEXT_KEYS[C_COUNT]
-CONTEXT_KEYS[:] = [b"elb", b"http", b"domainName"]
-cdef Py_ssize_t CONTEXT_LENS[C_COUNT]
-for _k in range(C_COUNT):
-    CONTEXT_LENS[_k] = <Py_ssize_t>strlen(CONTEXT_KEYS[_k])
-
-cdef inline Span _one(const unsigned char* p, Span obj, const char* key, Py_ssize_t n) noexcept nogil:
-    cdef Span out[1]
-    cdef const char* keys[1]
-    cdef Py_ssize_t lens[1]
-    keys[0] = key
-    lens[0] = <Py_ssize_t>strlen(key)
-    _fields_c(p, obj.s, obj.e if obj.s >= 0 else n, keys, lens, 1, out)
-    return out[0]
+cdef Spec RECORD, CF, CF_REQUEST, SNS, S3, S3_BUCKET, CONTEXT, HTTP, AWSLOGS  # static: zeroed
+_want(&RECORD, b"eventSource", R_EVENTSOURCE, NULL)
+_want(&RECORD, b"EventSource", R_EVENTSOURCE_SNS, NULL)
+_want(&RECORD, b"eventSourceARN", R_ARN, NULL)
+_want(&RECORD, b"cf", R_CF, &CF)
+_want(&RECORD, b"Sns", R_SNS, &SNS)
+_want(&RECORD, b"s3", R_S3, &S3)
+_want(&CF, b"request", R_CF_REQUEST, &CF_REQUEST)
+_want(&CF_REQUEST, b"method", R_METHOD, NULL)
+_want(&CF_REQUEST, b"uri", R_URI, NULL)
+_want(&SNS, b"TopicArn", R_TOPIC, NULL)
+_want(&S3, b"bucket", R_BUCKET, &S3_BUCKET)
+_want(&S3_BUCKET, b"name", R_BUCKET_NAME, NULL)
+_want(&CONTEXT, b"elb", C_ELB, NULL)
+_want(&CONTEXT, b"http", C_HTTP, &HTTP)
+_want(&CONTEXT, b"domainName", C_DOMAIN, NULL)
+_want(&HTTP, b"method", C_METHOD, NULL)
+_want(&AWSLOGS, b"data", L_DATA, NULL)
 
 
 from cpython.unicode cimport PyUnicode_DecodeUTF8
@@ -395,36 +441,34 @@ cdef str _join(const unsigned char* p, Span a, Span b):
     return PyUnicode_DecodeUTF8(small, la + 1 + lb, "replace")
 
 
-cdef object _records_rule(const unsigned char* p, Py_ssize_t at, Py_ssize_t n):
+cdef object _records_rule(const unsigned char* p, Py_ssize_t at, Py_ssize_t n, Span* sp):
     """The Records rule on the first element of the array at `at`: (kind, route) when it
-    decides, else None. It reads only that element's fields, not the rest of the array."""
-    cdef Span rec[R_COUNT]
-    cdef Span cf[2]
-    cdef Span t, a, b, source, arn
+    decides, else None. It reads only that element (in one pass, nested fields included),
+    not the rest of the array."""
+    cdef Span a, b, source, arn
     cdef Py_ssize_t i = _skip_ws(p, at, n)
     if i >= n or p[i] != 91:
         return None
-    # One pass over the first record: its fields are read up to its closing brace.
-    _fields_c(p, _skip_ws(p, i + 1, n), n, RECORD_KEYS, RECORD_LENS, R_COUNT, rec)
-    if _eq(p, _text(p, rec[R_EVENTSOURCE_SNS]), b"aws:sns"):
-        return "sns", _b(p, _text(p, _one(p, rec[R_SNS], b"TopicArn", 0))) if rec[R_SNS].s >= 0 else ""
-    if _has(rec[R_CF]):
-        t = _one(p, rec[R_CF], b"request", 0)
+    _walk(p, _skip_ws(p, i + 1, n), n, &RECORD, sp)
+    # A nested span is only read when its parent was recorded (a parent that did not end
+    # leaves what was read inside it, unused, as `fields()` would never have looked).
+    if _eq(p, _text(p, sp[R_EVENTSOURCE_SNS]), b"aws:sns"):
+        return "sns", _b(p, _text(p, sp[R_TOPIC])) if _has(sp[R_SNS]) else ""
+    if _has(sp[R_CF]):
         a.s = -1
         b.s = -1
-        if _has(t):
-            _fields_c(p, t.s, t.e, CF_KEYS, CF_LENS, 2, cf)  # method and uri, one pass
-            a = _text(p, cf[0])
-            b = _text(p, cf[1])
+        if _has(sp[R_CF_REQUEST]):
+            a = _text(p, sp[R_METHOD])
+            b = _text(p, sp[R_URI])
         return "lambda-edge", _join(p, a, b)
-    source = _text(p, rec[R_EVENTSOURCE])
-    arn = _text(p, rec[R_ARN])
+    source = _text(p, sp[R_EVENTSOURCE])
+    arn = _text(p, sp[R_ARN])
     if _eq(p, source, b"aws:sqs"):
         return "sqs", _b(p, arn)
     if _eq(p, source, b"aws:s3"):
-        t = _one(p, rec[R_S3], b"bucket", 0) if _has(rec[R_S3]) else rec[R_S3]
-        t = _one(p, t, b"name", 0) if _has(t) else t
-        return "s3", _b(p, _text(p, t))
+        if _has(sp[R_S3]) and _has(sp[R_BUCKET]):
+            return "s3", _b(p, _text(p, sp[R_BUCKET_NAME]))
+        return "s3", ""
     if _eq(p, source, b"aws:dynamodb"):
         return "dynamodb", _b(p, arn)
     if _eq(p, source, b"aws:kinesis"):
@@ -524,12 +568,13 @@ cdef tuple _classify(bytes buf, bytes route_key):
     cdef const char* rkey = route_key
     cdef Py_ssize_t rlen = len(route_key)
     cdef Span top[T_COUNT]
-    cdef Span ctx[C_COUNT]
+    cdef Span sp[S_COUNT]
     cdef Span key, t, source, version, a, b, domain, rk
     cdef Py_ssize_t i, key_end, value_end, kl
     cdef int k, found = 0
     cdef object decided
     memset(top, 0xFF, sizeof(top))  # every span (-1, -1): not found
+    memset(sp, 0xFF, sizeof(sp))
     i = _open_object(p, 0, n)
     while i >= 0:
         i = _skip_ws(p, i, n)
@@ -547,10 +592,17 @@ cdef tuple _classify(bytes buf, bytes route_key):
         kl = key.e - key.s
         k = _top_index(p, key.s, kl)
         if k == T_RECORDS and top[T_RECORDS].s < 0:
-            decided = _records_rule(p, i, n)
+            decided = _records_rule(p, i, n, sp)
             if decided is not None:
                 return decided
-        value_end = _skip_value(p, i, n)
+            memset(sp, 0xFF, sizeof(sp))  # the first record's fields decided nothing
+        # The objects whose fields the rules read are read as they are passed, once.
+        if k == T_RC and top[T_RC].s < 0:
+            value_end = _walk(p, i, n, &CONTEXT, sp)
+        elif k == T_AWSLOGS and top[T_AWSLOGS].s < 0:
+            value_end = _walk(p, i, n, &AWSLOGS, sp)
+        else:
+            value_end = _skip_value(p, i, n)
         if value_end < 0:
             break
         if k >= 0 and top[k].s < 0:
@@ -578,7 +630,7 @@ cdef tuple _classify(bytes buf, bytes route_key):
     if _eq(p, source, b"aws:mq") or _eq(p, source, b"aws:rmq"):
         t = _text(p, top[T_EVENTSOURCEARN])
         return "mq", _b(p, t)
-    if _has(top[T_AWSLOGS]) and _has(_one(p, top[T_AWSLOGS], b"data", 0)):
+    if _has(top[T_AWSLOGS]) and _has(sp[L_DATA]):
         return "cloudwatch-logs", ""
     version = _text(p, top[T_VERSION])
     if _eq(p, version, b"0") and _has(top[T_DETAIL]):
@@ -605,18 +657,17 @@ cdef tuple _classify(bytes buf, bytes route_key):
         b = _text(p, top[T_ROUTEARN])
         return "apigw-authorizer", _b(p, b)
     if _has(top[T_RC]):
-        _fields_c(p, top[T_RC].s, top[T_RC].e, CONTEXT_KEYS, CONTEXT_LENS, C_COUNT, ctx)
-        if _eq(p, version, b"2.0") and _has(top[T_ROUTEKEY]) and _has(top[T_RAWPATH]) and _has(ctx[C_HTTP]):
-            a = _text(p, _one(p, ctx[C_HTTP], b"method", 0))
+        if _eq(p, version, b"2.0") and _has(top[T_ROUTEKEY]) and _has(top[T_RAWPATH]) and _has(sp[C_HTTP]):
+            a = _text(p, sp[C_METHOD])
             b = _text(p, top[T_RAWPATH])
-            domain = _text(p, ctx[C_DOMAIN])
+            domain = _text(p, sp[C_DOMAIN])
             if _contains(p, domain, b".lambda-url.") and _ends_with(p, domain, b".on.aws"):
                 return "function-url", _join(p, a, b)
             rk = _text(p, top[T_ROUTEKEY])
             if rk.s >= 0 and rk.e > rk.s and not _eq(p, rk, b"$default"):
                 return "apigw-http", _b(p, rk)
             return "apigw-http", _join(p, a, b)
-        if _has(ctx[C_ELB]) and _has(top[T_HTTPMETHOD]):
+        if _has(sp[C_ELB]) and _has(top[T_HTTPMETHOD]):
             return "alb", _join(p, _text(p, top[T_HTTPMETHOD]), _text(p, top[T_PATH]))
         if _has(top[T_HTTPMETHOD]) and _has(top[T_RESOURCE]):
             a = _text(p, top[T_HTTPMETHOD])

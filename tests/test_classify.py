@@ -136,7 +136,8 @@ def _block_edges() -> list[bytes]:
             tail = b'"}' if slashes % 2 else b"}"
             cases.append(b'{"a":"' + text + tail)
             cases.append(b'{"a":{"b":"' + text + b'}]"' * (slashes % 2) + b', "c":[1]}' + tail)
-            cases.append(b'{"a":[' + b"{" * (pad % 5) + b'"' + text + b"]" * (pad % 5) + b'],"Records":[]}')
+            nested = b"{" * (pad % 5) + b'"' + text + b"]" * (pad % 5)
+            cases.append(b'{"a":[' + nested + b'],"Records":[]}')
         cases.append(b'{"b":' + b"[" * pad + b"]" * pad + b',"a":"y"}')
         cases.append(b'{"b":{"k":"' + b"}" * pad + b'"},"a":"y"}')  # brackets inside a string
     return cases
