@@ -247,9 +247,9 @@ cdef inline bint _clean_scalar(const unsigned char* p, Py_ssize_t s, Py_ssize_t 
 
 
 cdef Py_ssize_t _walk(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, Spec* spec,
-                      Span* out) noexcept nogil:
+                      Found* out) noexcept nogil:
     """The value at `i`, read once: its end (exactly what _skip_value gives), and when it is
-    an object, the first occurrence of each wanted key put in `out[slot]`, descending into
+    an object, the first occurrence of each wanted key put in its `out` slot, descending into
     the keys that have a child Spec as it goes, so no value is skipped and then read again.
 
     Fields are read as `fields()` reads them (first occurrence wins, the first malformed
@@ -279,7 +279,7 @@ cdef Py_ssize_t _walk(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, Spec* 
         kl = key.e - key.s
         at = -1
         for j in range(spec.nkeys):
-            if (spec.lens[j] == kl and out[spec.slot[j]].s < 0
+            if (spec.lens[j] == kl and not _has(out, spec.slot[j])
                     and (kl == 0 or <unsigned char>spec.keys[j][0] == p[key.s])
                     and memcmp(p + key.s, spec.keys[j], kl) == 0):
                 at = j
@@ -293,8 +293,7 @@ cdef Py_ssize_t _walk(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, Spec* 
         if value_end < 0:
             break
         if at >= 0:
-            out[spec.slot[at]].s = i
-            out[spec.slot[at]].e = value_end
+            _put(out, spec.slot[at], i, value_end)
         i = _skip_ws(p, value_end, n)
         if i < n and p[i] == 44:
             i += 1
@@ -305,8 +304,32 @@ cdef Py_ssize_t _walk(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, Spec* 
     return _skip_container(p, start, n)
 
 
-cdef inline bint _has(Span sp) noexcept nogil:
-    return sp.s >= 0
+cdef struct Found:
+    # Which slots were found (bit k) and their spans: a span is only read when its bit is
+    # set, so nothing is cleared per call (clearing ~700 bytes of spans was a third of
+    # classifying a small event).
+    unsigned int have
+    Span at[32]
+
+
+cdef inline bint _has(const Found* f, int k) noexcept nogil:
+    return (f.have >> k) & 1
+
+
+cdef inline Span _at(const Found* f, int k) noexcept nogil:
+    """Slot k's span, or (-1, -1) when it was not found."""
+    cdef Span none
+    if (f.have >> k) & 1:
+        return f.at[k]
+    none.s = -1
+    none.e = -1
+    return none
+
+
+cdef inline void _put(Found* f, int k, Py_ssize_t s, Py_ssize_t e) noexcept nogil:
+    f.have |= 1u << k
+    f.at[k].s = s
+    f.at[k].e = e
 
 
 cdef inline Span _text(const unsigned char* p, Span sp) noexcept nogil:
@@ -368,14 +391,14 @@ for _k in range(T_COUNT):
 DEF MAX_TOP_LEN = 18
 cdef int BUCKET_AT[MAX_TOP_LEN + 2]
 cdef int BUCKET[T_COUNT]
-_at = 0
+_next = 0
 for _ln in range(MAX_TOP_LEN + 1):
-    BUCKET_AT[_ln] = _at
+    BUCKET_AT[_ln] = _next
     for _k in range(T_ROUTE):
         if TOP_LENS[_k] == _ln:
-            BUCKET[_at] = _k
-            _at += 1
-BUCKET_AT[MAX_TOP_LEN + 1] = _at
+            BUCKET[_next] = _k
+            _next += 1
+BUCKET_AT[MAX_TOP_LEN + 1] = _next
 
 
 cdef inline int _top_index(const unsigned char* p, Py_ssize_t s, Py_ssize_t kl) noexcept nogil:
@@ -441,7 +464,7 @@ cdef str _join(const unsigned char* p, Span a, Span b):
     return PyUnicode_DecodeUTF8(small, la + 1 + lb, "replace")
 
 
-cdef object _records_rule(const unsigned char* p, Py_ssize_t at, Py_ssize_t n, Span* sp):
+cdef object _records_rule(const unsigned char* p, Py_ssize_t at, Py_ssize_t n, Found* sp):
     """The Records rule on the first element of the array at `at`: (kind, route) when it
     decides, else None. It reads only that element (in one pass, nested fields included),
     not the rest of the array."""
@@ -452,22 +475,22 @@ cdef object _records_rule(const unsigned char* p, Py_ssize_t at, Py_ssize_t n, S
     _walk(p, _skip_ws(p, i + 1, n), n, &RECORD, sp)
     # A nested span is only read when its parent was recorded (a parent that did not end
     # leaves what was read inside it, unused, as `fields()` would never have looked).
-    if _eq(p, _text(p, sp[R_EVENTSOURCE_SNS]), b"aws:sns"):
-        return "sns", _b(p, _text(p, sp[R_TOPIC])) if _has(sp[R_SNS]) else ""
-    if _has(sp[R_CF]):
+    if _eq(p, _text(p, _at(sp, R_EVENTSOURCE_SNS)), b"aws:sns"):
+        return "sns", _b(p, _text(p, _at(sp, R_TOPIC))) if _has(sp, R_SNS) else ""
+    if _has(sp, R_CF):
         a.s = -1
         b.s = -1
-        if _has(sp[R_CF_REQUEST]):
-            a = _text(p, sp[R_METHOD])
-            b = _text(p, sp[R_URI])
+        if _has(sp, R_CF_REQUEST):
+            a = _text(p, _at(sp, R_METHOD))
+            b = _text(p, _at(sp, R_URI))
         return "lambda-edge", _join(p, a, b)
-    source = _text(p, sp[R_EVENTSOURCE])
-    arn = _text(p, sp[R_ARN])
+    source = _text(p, _at(sp, R_EVENTSOURCE))
+    arn = _text(p, _at(sp, R_ARN))
     if _eq(p, source, b"aws:sqs"):
         return "sqs", _b(p, arn)
     if _eq(p, source, b"aws:s3"):
-        if _has(sp[R_S3]) and _has(sp[R_BUCKET]):
-            return "s3", _b(p, _text(p, sp[R_BUCKET_NAME]))
+        if _has(sp, R_S3) and _has(sp, R_BUCKET):
+            return "s3", _b(p, _text(p, _at(sp, R_BUCKET_NAME)))
         return "s3", ""
     if _eq(p, source, b"aws:dynamodb"):
         return "dynamodb", _b(p, arn)
@@ -567,14 +590,13 @@ cdef tuple _classify(bytes buf, bytes route_key):
     cdef Py_ssize_t n = len(buf)
     cdef const char* rkey = route_key
     cdef Py_ssize_t rlen = len(route_key)
-    cdef Span top[T_COUNT]
-    cdef Span sp[S_COUNT]
+    cdef Found top, sp
     cdef Span key, t, source, version, a, b, domain, rk
     cdef Py_ssize_t i, key_end, value_end, kl
-    cdef int k, found = 0
+    cdef int k
     cdef object decided
-    memset(top, 0xFF, sizeof(top))  # every span (-1, -1): not found
-    memset(sp, 0xFF, sizeof(sp))
+    top.have = 0
+    sp.have = 0
     i = _open_object(p, 0, n)
     while i >= 0:
         i = _skip_ws(p, i, n)
@@ -591,89 +613,85 @@ cdef tuple _classify(bytes buf, bytes route_key):
         i = _skip_ws(p, i + 1, n)
         kl = key.e - key.s
         k = _top_index(p, key.s, kl)
-        if k == T_RECORDS and top[T_RECORDS].s < 0:
-            decided = _records_rule(p, i, n, sp)
+        if k == T_RECORDS and not _has(&top, T_RECORDS):
+            decided = _records_rule(p, i, n, &sp)
             if decided is not None:
                 return decided
-            memset(sp, 0xFF, sizeof(sp))  # the first record's fields decided nothing
+            sp.have = 0  # the first record's fields decided nothing
         # The objects whose fields the rules read are read as they are passed, once.
-        if k == T_RC and top[T_RC].s < 0:
-            value_end = _walk(p, i, n, &CONTEXT, sp)
-        elif k == T_AWSLOGS and top[T_AWSLOGS].s < 0:
-            value_end = _walk(p, i, n, &AWSLOGS, sp)
+        if k == T_RC and not _has(&top, T_RC):
+            value_end = _walk(p, i, n, &CONTEXT, &sp)
+        elif k == T_AWSLOGS and not _has(&top, T_AWSLOGS):
+            value_end = _walk(p, i, n, &AWSLOGS, &sp)
         else:
             value_end = _skip_value(p, i, n)
         if value_end < 0:
             break
-        if k >= 0 and top[k].s < 0:
-            top[k].s = i
-            top[k].e = value_end
-            found += 1
+        if k >= 0 and not _has(&top, k):
+            _put(&top, k, i, value_end)
         # The direct route's key may also be one of the fixed ones: it is checked apart.
-        if kl == rlen and top[T_ROUTE].s < 0 and memcmp(p + key.s, rkey, kl) == 0:
-            top[T_ROUTE].s = i
-            top[T_ROUTE].e = value_end
-            found += 1
+        if kl == rlen and not _has(&top, T_ROUTE) and memcmp(p + key.s, rkey, kl) == 0:
+            _put(&top, T_ROUTE, i, value_end)
         i = _after(p, value_end, n)
-    if found == 0:
+    if top.have == 0:
         return "direct", ""
-    if _has(top[T_records]) and _has(top[T_DELIVERY]) and _has(top[T_INVOCATION]):
-        t = _text(p, top[T_DELIVERY])
+    if _has(&top, T_records) and _has(&top, T_DELIVERY) and _has(&top, T_INVOCATION):
+        t = _text(p, _at(&top, T_DELIVERY))
         return "firehose", _b(p, t)
-    source = _text(p, top[T_EVENTSOURCE])
+    source = _text(p, _at(&top, T_EVENTSOURCE))
     if _eq(p, source, b"aws:kafka"):
-        t = _text(p, top[T_EVENTSOURCEARN])
+        t = _text(p, _at(&top, T_EVENTSOURCEARN))
         return "kafka", _b(p, t)
     if _eq(p, source, b"SelfManagedKafka"):
-        t = _text(p, top[T_BOOTSTRAP])
+        t = _text(p, _at(&top, T_BOOTSTRAP))
         return "kafka", _b(p, t)
     if _eq(p, source, b"aws:mq") or _eq(p, source, b"aws:rmq"):
-        t = _text(p, top[T_EVENTSOURCEARN])
+        t = _text(p, _at(&top, T_EVENTSOURCEARN))
         return "mq", _b(p, t)
-    if _has(top[T_AWSLOGS]) and _has(sp[L_DATA]):
+    if _has(&top, T_AWSLOGS) and _has(&sp, L_DATA):
         return "cloudwatch-logs", ""
-    version = _text(p, top[T_VERSION])
-    if _eq(p, version, b"0") and _has(top[T_DETAIL]):
-        a = _text(p, top[T_SOURCE])
-        b = _text(p, top[T_DETAILTYPE])
+    version = _text(p, _at(&top, T_VERSION))
+    if _eq(p, version, b"0") and _has(&top, T_DETAIL):
+        a = _text(p, _at(&top, T_SOURCE))
+        b = _text(p, _at(&top, T_DETAILTYPE))
         if a.s >= 0 and b.s >= 0:
             if _eq(p, a, b"aws.events") and _eq(p, b, b"Scheduled Event"):
                 return "schedule", _join(p, a, b)
             return "eventbridge", _join(p, a, b)
-    if _has(top[T_TRIGGER]) and _has(top[T_USERPOOL]):
-        t = _text(p, top[T_TRIGGER])
+    if _has(&top, T_TRIGGER) and _has(&top, T_USERPOOL):
+        t = _text(p, _at(&top, T_TRIGGER))
         return "cognito", _b(p, t)
-    if _has(top[T_REQTYPE]) and _has(top[T_RESPURL]) and _has(top[T_STACKID]):
-        t = _text(p, top[T_REQTYPE])
+    if _has(&top, T_REQTYPE) and _has(&top, T_RESPURL) and _has(&top, T_STACKID):
+        t = _text(p, _at(&top, T_REQTYPE))
         return "cfn-custom-resource", _b(p, t)
-    t = _text(p, top[T_TYPE])
-    if _eq(p, t, b"TOKEN") and _has(top[T_AUTHTOKEN]) and _has(top[T_METHODARN]):
-        a = _text(p, top[T_METHODARN])
+    t = _text(p, _at(&top, T_TYPE))
+    if _eq(p, t, b"TOKEN") and _has(&top, T_AUTHTOKEN) and _has(&top, T_METHODARN):
+        a = _text(p, _at(&top, T_METHODARN))
         return "apigw-authorizer", _b(p, a)
-    if _eq(p, t, b"REQUEST") and (_has(top[T_METHODARN]) or _has(top[T_ROUTEARN])):
-        a = _text(p, top[T_METHODARN])
+    if _eq(p, t, b"REQUEST") and (_has(&top, T_METHODARN) or _has(&top, T_ROUTEARN)):
+        a = _text(p, _at(&top, T_METHODARN))
         if a.s >= 0 and a.e > a.s:
             return "apigw-authorizer", _b(p, a)
-        b = _text(p, top[T_ROUTEARN])
+        b = _text(p, _at(&top, T_ROUTEARN))
         return "apigw-authorizer", _b(p, b)
-    if _has(top[T_RC]):
-        if _eq(p, version, b"2.0") and _has(top[T_ROUTEKEY]) and _has(top[T_RAWPATH]) and _has(sp[C_HTTP]):
-            a = _text(p, sp[C_METHOD])
-            b = _text(p, top[T_RAWPATH])
-            domain = _text(p, sp[C_DOMAIN])
+    if _has(&top, T_RC):
+        if _eq(p, version, b"2.0") and _has(&top, T_ROUTEKEY) and _has(&top, T_RAWPATH) and _has(&sp, C_HTTP):
+            a = _text(p, _at(&sp, C_METHOD))
+            b = _text(p, _at(&top, T_RAWPATH))
+            domain = _text(p, _at(&sp, C_DOMAIN))
             if _contains(p, domain, b".lambda-url.") and _ends_with(p, domain, b".on.aws"):
                 return "function-url", _join(p, a, b)
-            rk = _text(p, top[T_ROUTEKEY])
+            rk = _text(p, _at(&top, T_ROUTEKEY))
             if rk.s >= 0 and rk.e > rk.s and not _eq(p, rk, b"$default"):
                 return "apigw-http", _b(p, rk)
             return "apigw-http", _join(p, a, b)
-        if _has(sp[C_ELB]) and _has(top[T_HTTPMETHOD]):
-            return "alb", _join(p, _text(p, top[T_HTTPMETHOD]), _text(p, top[T_PATH]))
-        if _has(top[T_HTTPMETHOD]) and _has(top[T_RESOURCE]):
-            a = _text(p, top[T_HTTPMETHOD])
-            b = _text(p, top[T_RESOURCE])
+        if _has(&sp, C_ELB) and _has(&top, T_HTTPMETHOD):
+            return "alb", _join(p, _text(p, _at(&top, T_HTTPMETHOD)), _text(p, _at(&top, T_PATH)))
+        if _has(&top, T_HTTPMETHOD) and _has(&top, T_RESOURCE):
+            a = _text(p, _at(&top, T_HTTPMETHOD))
+            b = _text(p, _at(&top, T_RESOURCE))
             if _eq(p, version, b"1.0"):
                 return "apigw-http-v1", _join(p, a, b)
             return "apigw-rest", _join(p, a, b)
-    t = _text(p, top[T_ROUTE])
+    t = _text(p, _at(&top, T_ROUTE))
     return "direct", _b(p, t)
