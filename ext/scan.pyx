@@ -216,7 +216,25 @@ def first_element(bytes buf, Py_ssize_t start, Py_ssize_t end):
 
 # -- the whole classification in C: the same rules as worker/classify.py, branch for branch --
 
-from libc.string cimport memcmp, memcpy, memset, strlen
+from libc.string cimport memcpy, strlen
+
+
+cdef inline bint _same(const unsigned char* a, const char* b, Py_ssize_t n) noexcept nogil:
+    """`a[:n] == b[:n]`, inline: keys are short, and a libc memcmp call per candidate key
+    cost more than the comparison (8 bytes at a time; the fixed-size copies are loads)."""
+    cdef Py_ssize_t j = 0
+    cdef unsigned long long x, y
+    while j + 8 <= n:
+        memcpy(&x, a + j, 8)
+        memcpy(&y, b + j, 8)
+        if x != y:
+            return False
+        j += 8
+    while j < n:
+        if a[j] != <unsigned char>b[j]:
+            return False
+        j += 1
+    return True
 
 
 cdef struct Spec:
@@ -281,7 +299,7 @@ cdef Py_ssize_t _walk(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, Spec* 
         for j in range(spec.nkeys):
             if (spec.lens[j] == kl and not _has(out, spec.slot[j])
                     and (kl == 0 or <unsigned char>spec.keys[j][0] == p[key.s])
-                    and memcmp(p + key.s, spec.keys[j], kl) == 0):
+                    and _same(p + key.s, spec.keys[j], kl)):
                 at = j
                 break
         if at >= 0 and spec.child[at] != NULL:
@@ -346,12 +364,12 @@ cdef inline Span _text(const unsigned char* p, Span sp) noexcept nogil:
 
 cdef inline bint _eq(const unsigned char* p, Span t, const char* lit) noexcept nogil:
     cdef Py_ssize_t ln = <Py_ssize_t>strlen(lit)
-    return t.s >= 0 and t.e - t.s == ln and memcmp(p + t.s, lit, ln) == 0
+    return t.s >= 0 and t.e - t.s == ln and _same(p + t.s, lit, ln)
 
 
 cdef inline bint _ends_with(const unsigned char* p, Span t, const char* lit) noexcept nogil:
     cdef Py_ssize_t ln = <Py_ssize_t>strlen(lit)
-    return t.s >= 0 and t.e - t.s >= ln and memcmp(p + t.e - ln, lit, ln) == 0
+    return t.s >= 0 and t.e - t.s >= ln and _same(p + t.e - ln, lit, ln)
 
 
 cdef bint _contains(const unsigned char* p, Span t, const char* lit) noexcept nogil:
@@ -360,7 +378,7 @@ cdef bint _contains(const unsigned char* p, Span t, const char* lit) noexcept no
         return False
     i = t.s
     while i + ln <= t.e:
-        if memcmp(p + i, lit, ln) == 0:
+        if _same(p + i, lit, ln):
             return True
         i += 1
     return False
@@ -408,7 +426,7 @@ cdef inline int _top_index(const unsigned char* p, Py_ssize_t s, Py_ssize_t kl) 
         return -1
     for j in range(BUCKET_AT[kl], BUCKET_AT[kl + 1]):
         k = BUCKET[j]
-        if <unsigned char>TOP_KEYS[k][0] == p[s] and memcmp(p + s, TOP_KEYS[k], kl) == 0:
+        if <unsigned char>TOP_KEYS[k][0] == p[s] and _same(p + s, TOP_KEYS[k], kl):
             return k
     return -1
 
@@ -464,7 +482,8 @@ cdef str _join(const unsigned char* p, Span a, Span b):
     return PyUnicode_DecodeUTF8(small, la + 1 + lb, "replace")
 
 
-cdef object _records_rule(const unsigned char* p, Py_ssize_t at, Py_ssize_t n, Found* sp):
+cdef object _records_rule(const unsigned char* p, Py_ssize_t at, Py_ssize_t n, Found* sp,
+                         type rt):
     """The Records rule on the first element of the array at `at`: (kind, route) when it
     decides, else None. It reads only that element (in one pass, nested fields included),
     not the rest of the array."""
@@ -476,28 +495,28 @@ cdef object _records_rule(const unsigned char* p, Py_ssize_t at, Py_ssize_t n, F
     # A nested span is only read when its parent was recorded (a parent that did not end
     # leaves what was read inside it, unused, as `fields()` would never have looked).
     if _eq(p, _text(p, _at(sp, R_EVENTSOURCE_SNS)), b"aws:sns"):
-        return "sns", _b(p, _text(p, _at(sp, R_TOPIC))) if _has(sp, R_SNS) else ""
+        return _pair(rt, "sns", _b(p, _text(p, _at(sp, R_TOPIC))) if _has(sp, R_SNS) else "")
     if _has(sp, R_CF):
         a.s = -1
         b.s = -1
         if _has(sp, R_CF_REQUEST):
             a = _text(p, _at(sp, R_METHOD))
             b = _text(p, _at(sp, R_URI))
-        return "lambda-edge", _join(p, a, b)
+        return _pair(rt, "lambda-edge", _join(p, a, b))
     source = _text(p, _at(sp, R_EVENTSOURCE))
     arn = _text(p, _at(sp, R_ARN))
     if _eq(p, source, b"aws:sqs"):
-        return "sqs", _b(p, arn)
+        return _pair(rt, "sqs", _b(p, arn))
     if _eq(p, source, b"aws:s3"):
         if _has(sp, R_S3) and _has(sp, R_BUCKET):
-            return "s3", _b(p, _text(p, _at(sp, R_BUCKET_NAME)))
-        return "s3", ""
+            return _pair(rt, "s3", _b(p, _text(p, _at(sp, R_BUCKET_NAME))))
+        return _pair(rt, "s3", "")
     if _eq(p, source, b"aws:dynamodb"):
-        return "dynamodb", _b(p, arn)
+        return _pair(rt, "dynamodb", _b(p, arn))
     if _eq(p, source, b"aws:kinesis"):
-        return "kinesis", _b(p, arn)
+        return _pair(rt, "kinesis", _b(p, arn))
     if _eq(p, source, b"aws:ses"):
-        return "ses", ""
+        return _pair(rt, "ses", "")
     return None
 
 
@@ -505,7 +524,7 @@ def classify(bytes buf, bytes route_key):
     """(kind, route): worker.classify's rules, run entirely in C, in one pass over the top
     level. The Records rule comes first, so it is decided as soon as the first `Records`
     key is read: an SQS batch is known by its first record, the other nine never read."""
-    return _classify(buf, route_key)
+    return _classify(buf, route_key, tuple)
 
 
 cdef extern from "Python.h":
@@ -513,7 +532,7 @@ cdef extern from "Python.h":
 
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF
-from cpython.tuple cimport PyTuple_SET_ITEM
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 
 cdef class Compiled:
@@ -538,10 +557,10 @@ cdef class Compiled:
     def __call__(self, raw):
         # Only for a caller that insists on tp_call: the interpreter itself calls `_call`.
         raw = raw if type(raw) is bytes else bytes(raw)
-        return _make(self.result_type, _classify(raw, self.route_key))
+        return _classify(raw, self.route_key, self.result_type)
 
     def kind_route(self, raw):
-        return _classify(raw if type(raw) is bytes else bytes(raw), self.route_key)
+        return _classify(raw if type(raw) is bytes else bytes(raw), self.route_key, tuple)
 
 
 cdef object _call(PyObject* callable, PyObject** args, size_t nargsf, PyObject* kwnames):
@@ -552,7 +571,7 @@ cdef object _call(PyObject* callable, PyObject** args, size_t nargsf, PyObject* 
         raise TypeError("classify() takes exactly one argument, the raw event")
     raw = <object>args[0]
     raw = raw if type(raw) is bytes else bytes(raw)
-    return _make(self.result_type, _classify(raw, self.route_key))
+    return _classify(raw, self.route_key, self.result_type)
 
 
 cdef extern from *:
@@ -574,10 +593,10 @@ rw_use_vectorcall(<PyTypeObject*>Compiled, <char*>&_probe.vectorcall - <char*><P
 _probe = None
 
 
-cdef inline object _make(type result_type, tuple t):
-    # What tuple.__new__ does for a subclass, without building a tuple to copy from.
-    result = PyType_GenericAlloc(result_type, 2)
-    kind, route = t
+cdef inline object _pair(type rt, str kind, str route):
+    """(kind, route) as `rt`: for the named tuple, what tuple.__new__ does for a subclass,
+    without building a plain tuple to copy from."""
+    cdef object result = PyTuple_New(2) if rt is tuple else PyType_GenericAlloc(rt, 2)
     Py_INCREF(kind)
     PyTuple_SET_ITEM(result, 0, kind)
     Py_INCREF(route)
@@ -585,7 +604,8 @@ cdef inline object _make(type result_type, tuple t):
     return result
 
 
-cdef tuple _classify(bytes buf, bytes route_key):
+cdef object _classify(bytes buf, bytes route_key, type rt):
+    # rt: the result's type, a tuple or a two-field tuple subclass (the named tuple)
     cdef const unsigned char* p = buf
     cdef Py_ssize_t n = len(buf)
     cdef const char* rkey = route_key
@@ -614,7 +634,7 @@ cdef tuple _classify(bytes buf, bytes route_key):
         kl = key.e - key.s
         k = _top_index(p, key.s, kl)
         if k == T_RECORDS and not _has(&top, T_RECORDS):
-            decided = _records_rule(p, i, n, &sp)
+            decided = _records_rule(p, i, n, &sp, rt)
             if decided is not None:
                 return decided
             sp.have = 0  # the first record's fields decided nothing
@@ -630,68 +650,68 @@ cdef tuple _classify(bytes buf, bytes route_key):
         if k >= 0 and not _has(&top, k):
             _put(&top, k, i, value_end)
         # The direct route's key may also be one of the fixed ones: it is checked apart.
-        if kl == rlen and not _has(&top, T_ROUTE) and memcmp(p + key.s, rkey, kl) == 0:
+        if kl == rlen and not _has(&top, T_ROUTE) and _same(p + key.s, rkey, kl):
             _put(&top, T_ROUTE, i, value_end)
         i = _after(p, value_end, n)
     if top.have == 0:
-        return "direct", ""
+        return _pair(rt, "direct", "")
     if _has(&top, T_records) and _has(&top, T_DELIVERY) and _has(&top, T_INVOCATION):
         t = _text(p, _at(&top, T_DELIVERY))
-        return "firehose", _b(p, t)
+        return _pair(rt, "firehose", _b(p, t))
     source = _text(p, _at(&top, T_EVENTSOURCE))
     if _eq(p, source, b"aws:kafka"):
         t = _text(p, _at(&top, T_EVENTSOURCEARN))
-        return "kafka", _b(p, t)
+        return _pair(rt, "kafka", _b(p, t))
     if _eq(p, source, b"SelfManagedKafka"):
         t = _text(p, _at(&top, T_BOOTSTRAP))
-        return "kafka", _b(p, t)
+        return _pair(rt, "kafka", _b(p, t))
     if _eq(p, source, b"aws:mq") or _eq(p, source, b"aws:rmq"):
         t = _text(p, _at(&top, T_EVENTSOURCEARN))
-        return "mq", _b(p, t)
+        return _pair(rt, "mq", _b(p, t))
     if _has(&top, T_AWSLOGS) and _has(&sp, L_DATA):
-        return "cloudwatch-logs", ""
+        return _pair(rt, "cloudwatch-logs", "")
     version = _text(p, _at(&top, T_VERSION))
     if _eq(p, version, b"0") and _has(&top, T_DETAIL):
         a = _text(p, _at(&top, T_SOURCE))
         b = _text(p, _at(&top, T_DETAILTYPE))
         if a.s >= 0 and b.s >= 0:
             if _eq(p, a, b"aws.events") and _eq(p, b, b"Scheduled Event"):
-                return "schedule", _join(p, a, b)
-            return "eventbridge", _join(p, a, b)
+                return _pair(rt, "schedule", _join(p, a, b))
+            return _pair(rt, "eventbridge", _join(p, a, b))
     if _has(&top, T_TRIGGER) and _has(&top, T_USERPOOL):
         t = _text(p, _at(&top, T_TRIGGER))
-        return "cognito", _b(p, t)
+        return _pair(rt, "cognito", _b(p, t))
     if _has(&top, T_REQTYPE) and _has(&top, T_RESPURL) and _has(&top, T_STACKID):
         t = _text(p, _at(&top, T_REQTYPE))
-        return "cfn-custom-resource", _b(p, t)
+        return _pair(rt, "cfn-custom-resource", _b(p, t))
     t = _text(p, _at(&top, T_TYPE))
     if _eq(p, t, b"TOKEN") and _has(&top, T_AUTHTOKEN) and _has(&top, T_METHODARN):
         a = _text(p, _at(&top, T_METHODARN))
-        return "apigw-authorizer", _b(p, a)
+        return _pair(rt, "apigw-authorizer", _b(p, a))
     if _eq(p, t, b"REQUEST") and (_has(&top, T_METHODARN) or _has(&top, T_ROUTEARN)):
         a = _text(p, _at(&top, T_METHODARN))
         if a.s >= 0 and a.e > a.s:
-            return "apigw-authorizer", _b(p, a)
+            return _pair(rt, "apigw-authorizer", _b(p, a))
         b = _text(p, _at(&top, T_ROUTEARN))
-        return "apigw-authorizer", _b(p, b)
+        return _pair(rt, "apigw-authorizer", _b(p, b))
     if _has(&top, T_RC):
         if _eq(p, version, b"2.0") and _has(&top, T_ROUTEKEY) and _has(&top, T_RAWPATH) and _has(&sp, C_HTTP):
             a = _text(p, _at(&sp, C_METHOD))
             b = _text(p, _at(&top, T_RAWPATH))
             domain = _text(p, _at(&sp, C_DOMAIN))
             if _contains(p, domain, b".lambda-url.") and _ends_with(p, domain, b".on.aws"):
-                return "function-url", _join(p, a, b)
+                return _pair(rt, "function-url", _join(p, a, b))
             rk = _text(p, _at(&top, T_ROUTEKEY))
             if rk.s >= 0 and rk.e > rk.s and not _eq(p, rk, b"$default"):
-                return "apigw-http", _b(p, rk)
-            return "apigw-http", _join(p, a, b)
+                return _pair(rt, "apigw-http", _b(p, rk))
+            return _pair(rt, "apigw-http", _join(p, a, b))
         if _has(&sp, C_ELB) and _has(&top, T_HTTPMETHOD):
-            return "alb", _join(p, _text(p, _at(&top, T_HTTPMETHOD)), _text(p, _at(&top, T_PATH)))
+            return _pair(rt, "alb", _join(p, _text(p, _at(&top, T_HTTPMETHOD)), _text(p, _at(&top, T_PATH))))
         if _has(&top, T_HTTPMETHOD) and _has(&top, T_RESOURCE):
             a = _text(p, _at(&top, T_HTTPMETHOD))
             b = _text(p, _at(&top, T_RESOURCE))
             if _eq(p, version, b"1.0"):
-                return "apigw-http-v1", _join(p, a, b)
-            return "apigw-rest", _join(p, a, b)
+                return _pair(rt, "apigw-http-v1", _join(p, a, b))
+            return _pair(rt, "apigw-rest", _join(p, a, b))
     t = _text(p, _at(&top, T_ROUTE))
-    return "direct", _b(p, t)
+    return _pair(rt, "direct", _b(p, t))
