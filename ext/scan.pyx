@@ -28,7 +28,7 @@ cdef extern from "structural.h":
     int rw_lowest(unsigned int m) noexcept nogil
 
 
-cdef Py_ssize_t _skip_string(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+cdef inline Py_ssize_t _skip_string(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
     """`p[i]` is a quote: the index after the closing quote, or -1 if unterminated.
 
     Sixteen bytes at a time (structural.h): the first quote with no backslash before it in
@@ -699,7 +699,7 @@ cdef object _classify(bytes buf, bytes route_key, type rt):
             a = _text(p, _at(&sp, C_METHOD))
             b = _text(p, _at(&top, T_RAWPATH))
             domain = _text(p, _at(&sp, C_DOMAIN))
-            if _contains(p, domain, b".lambda-url.") and _ends_with(p, domain, b".on.aws"):
+            if _ends_with(p, domain, b".on.aws") and _contains(p, domain, b".lambda-url."):
                 return _pair(rt, "function-url", _join(p, a, b))
             rk = _text(p, _at(&top, T_ROUTEKEY))
             if rk.s >= 0 and rk.e > rk.s and not _eq(p, rk, b"$default"):
