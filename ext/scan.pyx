@@ -7,6 +7,14 @@ deeply nested, huge) can read out of bounds; nesting is counted, not recursed.
 
 
 
+cdef extern from "structural.h":
+    void rw_block_masks(const unsigned char* p, unsigned int* quote, unsigned int* slash,
+                        unsigned int* open, unsigned int* close) noexcept nogil
+    void rw_string_masks(const unsigned char* p, unsigned int* quote, unsigned int* slash) noexcept nogil
+    int rw_lowest(unsigned int m) noexcept nogil
+    int rw_leading_spaces8(const unsigned char* p) noexcept nogil
+
+
 cdef inline bint _is_ws(unsigned char c) noexcept nogil:
     return c == 32 or c == 9 or c == 13 or c == 10
 
@@ -16,16 +24,13 @@ cdef inline bint _is_delim(unsigned char c) noexcept nogil:
 
 
 cdef inline Py_ssize_t _skip_ws(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    # Pretty JSON puts a line break and spaces before a key: the spaces go 8 at a time.
     while i < n and _is_ws(p[i]):
-        i += 1
+        if p[i] == 10 and i + 9 <= n:
+            i += 1 + rw_leading_spaces8(p + i + 1)
+        else:
+            i += 1
     return i
-
-
-cdef extern from "structural.h":
-    void rw_block_masks(const unsigned char* p, unsigned int* quote, unsigned int* slash,
-                        unsigned int* open, unsigned int* close) noexcept nogil
-    void rw_string_masks(const unsigned char* p, unsigned int* quote, unsigned int* slash) noexcept nogil
-    int rw_lowest(unsigned int m) noexcept nogil
 
 
 cdef inline Py_ssize_t _skip_string(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:

@@ -11,6 +11,7 @@
 #define RW_STRUCTURAL_H
 
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__SSE2__) && !defined(RW_NO_SIMD)
 #include <emmintrin.h>
@@ -83,6 +84,21 @@ static inline void rw_string_masks(const unsigned char *p, uint32_t *quote, uint
 }
 
 #endif
+
+/* How many of the 8 bytes at p are spaces before the first other byte (0 to 8): a
+   pretty-printed line's indentation, read without a loop whose exit is mispredicted. */
+static inline int rw_leading_spaces8(const unsigned char *p) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t x;
+    memcpy(&x, p, 8);
+    x ^= 0x2020202020202020ull; /* spaces become zero bytes */
+    return x ? __builtin_ctzll(x) >> 3 : 8;
+#else
+    int k = 0;
+    while (k < 8 && p[k] == ' ') k++;
+    return k;
+#endif
+}
 
 /* The index of the lowest set bit of a nonzero mask. */
 static inline int rw_lowest(uint32_t m) { return __builtin_ctz(m); }
