@@ -250,6 +250,7 @@ cdef struct Spec:
     Py_ssize_t lens[6]
     int slot[6]
     Spec* child[6]
+    unsigned int subtree  # the slots of these keys and of everything under them
 
 
 cdef void _want(Spec* spec, const char* key, int slot, Spec* child):
@@ -258,6 +259,7 @@ cdef void _want(Spec* spec, const char* key, int slot, Spec* child):
     spec.slot[spec.nkeys] = slot
     spec.child[spec.nkeys] = child
     spec.nkeys += 1
+    spec.subtree |= (1u << slot) | (child.subtree if child != NULL else 0)  # children first
 
 
 cdef inline bint _clean_scalar(const unsigned char* p, Py_ssize_t s, Py_ssize_t e) noexcept nogil:
@@ -267,64 +269,6 @@ cdef inline bint _clean_scalar(const unsigned char* p, Py_ssize_t s, Py_ssize_t 
             return False
         s += 1
     return True
-
-
-cdef Py_ssize_t _walk(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, Spec* spec,
-                      Found* out) noexcept nogil:
-    """The value at `i`, read once: its end (exactly what _skip_value gives), and when it is
-    an object, the first occurrence of each wanted key put in its `out` slot, descending into
-    the keys that have a child Spec as it goes, so no value is skipped and then read again.
-
-    Fields are read as `fields()` reads them (first occurrence wins, the first malformed
-    byte stops the reading). The end is where the object's `}` closes a clean field list;
-    otherwise (malformed, or a bare value with a quote or bracket in it, where bracket
-    counting would disagree) the end comes from counting brackets from the start."""
-    cdef Py_ssize_t start = i, value_end, kl
-    cdef Span key, value
-    cdef int k, j, at
-    cdef bint clean = True
-    if i >= n or p[i] != 123:
-        return _skip_value(p, i, n)
-    i += 1
-    while True:
-        i = _skip_ws(p, i, n)
-        if i >= n or p[i] != 34:
-            break
-        value_end = _skip_string(p, i, n)
-        if value_end < 0:
-            break
-        key.s = i + 1
-        key.e = value_end - 1
-        i = _skip_ws(p, value_end, n)
-        if i >= n or p[i] != 58:
-            break
-        i = _skip_ws(p, i + 1, n)
-        kl = key.e - key.s
-        at = -1
-        for j in range(spec.nkeys):
-            if (spec.lens[j] == kl and not _has(out, spec.slot[j])
-                    and (kl == 0 or <unsigned char>spec.keys[j][0] == p[key.s])
-                    and _same(p + key.s, spec.keys[j], kl)):
-                at = j
-                break
-        if at >= 0 and spec.child[at] != NULL:
-            value_end = _walk(p, i, n, spec.child[at], out)
-        else:
-            value_end = _skip_value(p, i, n)
-            if value_end >= 0 and clean and p[i] != 34 and p[i] != 123 and p[i] != 91:
-                clean = _clean_scalar(p, i, value_end)
-        if value_end < 0:
-            break
-        if at >= 0:
-            _put(out, spec.slot[at], i, value_end)
-        i = _skip_ws(p, value_end, n)
-        if i < n and p[i] == 44:
-            i += 1
-            continue
-        if i < n and p[i] == 125 and clean:
-            return i + 1
-        break
-    return _skip_container(p, start, n)
 
 
 cdef struct Found:
@@ -435,6 +379,84 @@ cdef inline int _top_index(const unsigned char* p, Py_ssize_t s, Py_ssize_t kl) 
             return k
     return -1
 
+cdef Py_ssize_t _read(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, Spec* spec,
+                      Found* out, bint* exact) noexcept nogil:
+    """The value at `i`, read once: its end (what _skip_value gives), and when it is an
+    object, the first occurrence of each wanted key put in its `out` slot, the wanted objects
+    under it read as it goes (`_nested`), so no value is skipped and then read again.
+
+    Fields are read as `fields()` reads them (first occurrence wins, the first malformed
+    byte stops the reading), up to `n`. `exact` says whether the end is where the object's
+    `}` closes a clean field list, and so the same as bracket counting's. When it is not
+    (malformed, or a bare value with a quote or bracket in it, which bracket counting reads
+    differently) the end comes from counting brackets from the start."""
+    cdef Py_ssize_t start = i, value_end, kl
+    cdef Span key
+    cdef int j, at
+    cdef bint clean = True
+    exact[0] = True
+    if i >= n or p[i] != 123:
+        return _skip_value(p, i, n)
+    i += 1
+    while True:
+        i = _skip_ws(p, i, n)
+        if i >= n or p[i] != 34:
+            break
+        value_end = _skip_string(p, i, n)
+        if value_end < 0:
+            break
+        key.s = i + 1
+        key.e = value_end - 1
+        i = _skip_ws(p, value_end, n)
+        if i >= n or p[i] != 58:
+            break
+        i = _skip_ws(p, i + 1, n)
+        kl = key.e - key.s
+        at = -1
+        for j in range(spec.nkeys):
+            if (spec.lens[j] == kl and not _has(out, spec.slot[j])
+                    and (kl == 0 or <unsigned char>spec.keys[j][0] == p[key.s])
+                    and _same(p + key.s, spec.keys[j], kl)):
+                at = j
+                break
+        if at >= 0 and spec.child[at] != NULL:
+            value_end = _nested(p, i, n, spec.child[at], out)
+        else:
+            value_end = _skip_value(p, i, n)
+        # A bare value (where a wanted object was expected, too) with a quote or bracket
+        # in it: bracket counting reads it differently, so it decides the end.
+        if value_end >= 0 and clean and p[i] != 34 and p[i] != 123 and p[i] != 91:
+            clean = _clean_scalar(p, i, value_end)
+        if value_end < 0:
+            break
+        if at >= 0:
+            _put(out, spec.slot[at], i, value_end)
+        i = _skip_ws(p, value_end, n)
+        if i < n and p[i] == 44:
+            i += 1
+            continue
+        if i < n and p[i] == 125 and clean:
+            return i + 1
+        break
+    exact[0] = False
+    return _skip_container(p, start, n)
+
+
+cdef Py_ssize_t _nested(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, Spec* spec,
+                        Found* out) noexcept nogil:
+    """A wanted object under another: its end, and its fields as `fields()` reads them from
+    its span (the twin's rule): up to the end bracket counting gives it. A clean object
+    ends there anyway; otherwise what was read past that end is dropped and the object is
+    read again within it (malformed input only)."""
+    cdef bint exact
+    cdef Py_ssize_t end = _read(p, i, n, spec, out, &exact)
+    if not exact:
+        out.have &= ~spec.subtree
+        if end >= 0:
+            _read(p, i, end, spec, out, &exact)
+    return end
+
+
 # Where the nested fields land: the first record's (and inside it), the requestContext's
 # and the awslogs object's. One array of spans per classification, on the stack.
 cdef enum:
@@ -493,10 +515,13 @@ cdef object _records_rule(const unsigned char* p, Py_ssize_t at, Py_ssize_t n, F
     decides, else None. It reads only that element (in one pass, nested fields included),
     not the rest of the array."""
     cdef Span a, b, source, arn
+    cdef bint exact
     cdef Py_ssize_t i = _skip_ws(p, at, n)
     if i >= n or p[i] != 91:
         return None
-    _walk(p, _skip_ws(p, i + 1, n), n, &RECORD, sp)
+    # The record's own fields are read up to the end of the input (the twin's rule), the
+    # objects under it within their spans.
+    _read(p, _skip_ws(p, i + 1, n), n, &RECORD, sp, &exact)
     # A nested span is only read when its parent was recorded (a parent that did not end
     # leaves what was read inside it, unused, as `fields()` would never have looked).
     if _eq(p, _text(p, _at(sp, R_EVENTSOURCE_SNS)), b"aws:sns"):
@@ -642,12 +667,12 @@ cdef object _classify(bytes buf, bytes route_key, type rt):
             decided = _records_rule(p, i, n, &sp, rt)
             if decided is not None:
                 return decided
-            sp.have = 0  # the first record's fields decided nothing
+            sp.have &= ~RECORD.subtree  # the first record decided nothing (keep requestContext)
         # The objects whose fields the rules read are read as they are passed, once.
         if k == T_RC and not _has(&top, T_RC):
-            value_end = _walk(p, i, n, &CONTEXT, &sp)
+            value_end = _nested(p, i, n, &CONTEXT, &sp)
         elif k == T_AWSLOGS and not _has(&top, T_AWSLOGS):
-            value_end = _walk(p, i, n, &AWSLOGS, &sp)
+            value_end = _nested(p, i, n, &AWSLOGS, &sp)
         else:
             value_end = _skip_value(p, i, n)
         if value_end < 0:
