@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.ports import free_port
 from worker import handler as handlers
 from worker.config import Config
 from worker.lanes import Lane, Lanes
@@ -41,12 +41,6 @@ def wait_answering(
         except OSError:
             time.sleep(0.02)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s:\n{describe()}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class InProc:
