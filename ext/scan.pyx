@@ -512,7 +512,7 @@ cdef str _join(const unsigned char* p, Span a, Span b):
 
 
 cdef object _records_rule(const unsigned char* p, Py_ssize_t at, Py_ssize_t n, Found* sp,
-                         type rt):
+                         type rt, object owner):
     """The Records rule on the first element of the array at `at`: (kind, route) when it
     decides, else None. It reads only that element (in one pass, nested fields included),
     not the rest of the array."""
@@ -527,28 +527,28 @@ cdef object _records_rule(const unsigned char* p, Py_ssize_t at, Py_ssize_t n, F
     # A nested span is only read when its parent was recorded (a parent that did not end
     # leaves what was read inside it, unused, as `fields()` would never have looked).
     if _eq(p, _text(p, _at(sp, R_EVENTSOURCE_SNS)), b"aws:sns"):
-        return _pair(rt, "sns", _b(p, _text(p, _at(sp, R_TOPIC))) if _has(sp, R_SNS) else "")
+        return _pair(rt, owner, "sns", _b(p, _text(p, _at(sp, R_TOPIC))) if _has(sp, R_SNS) else "")
     if _has(sp, R_CF):
         a.s = -1
         b.s = -1
         if _has(sp, R_CF_REQUEST):
             a = _text(p, _at(sp, R_METHOD))
             b = _text(p, _at(sp, R_URI))
-        return _pair(rt, "lambda-edge", _join(p, a, b))
+        return _pair(rt, owner, "lambda-edge", _join(p, a, b))
     source = _text(p, _at(sp, R_EVENTSOURCE))
     arn = _text(p, _at(sp, R_ARN))
     if _eq(p, source, b"aws:sqs"):
-        return _pair(rt, "sqs", _b(p, arn))
+        return _pair(rt, owner, "sqs", _b(p, arn))
     if _eq(p, source, b"aws:s3"):
         if _has(sp, R_S3) and _has(sp, R_BUCKET):
-            return _pair(rt, "s3", _b(p, _text(p, _at(sp, R_BUCKET_NAME))))
-        return _pair(rt, "s3", "")
+            return _pair(rt, owner, "s3", _b(p, _text(p, _at(sp, R_BUCKET_NAME))))
+        return _pair(rt, owner, "s3", "")
     if _eq(p, source, b"aws:dynamodb"):
-        return _pair(rt, "dynamodb", _b(p, arn))
+        return _pair(rt, owner, "dynamodb", _b(p, arn))
     if _eq(p, source, b"aws:kinesis"):
-        return _pair(rt, "kinesis", _b(p, arn))
+        return _pair(rt, owner, "kinesis", _b(p, arn))
     if _eq(p, source, b"aws:ses"):
-        return _pair(rt, "ses", "")
+        return _pair(rt, owner, "ses", "")
     return None
 
 
@@ -556,7 +556,7 @@ def classify(bytes buf, bytes route_key):
     """(kind, route): worker.classify's rules, run entirely in C, in one pass over the top
     level. The Records rule comes first, so it is decided as soon as the first `Records`
     key is read: an SQS batch is known by its first record, the other nine never read."""
-    return _classify(buf, route_key, tuple)
+    return _classify(buf, route_key, tuple, None)
 
 
 cdef extern from "Python.h":
@@ -577,6 +577,8 @@ cdef class Compiled:
     cdef readonly bytes route_key
     cdef readonly type result_type
     cdef readonly str backend
+    # The last result of each form, handed out again when nobody else holds it (below).
+    cdef object last_named, last_plain
 
     def __cinit__(self, *args):
         self.vectorcall = <void*>_call
@@ -589,10 +591,10 @@ cdef class Compiled:
     def __call__(self, raw):
         # Only for a caller that insists on tp_call: the interpreter itself calls `_call`.
         raw = raw if type(raw) is bytes else bytes(raw)
-        return _classify(raw, self.route_key, self.result_type)
+        return _classify(raw, self.route_key, self.result_type, self)
 
     def kind_route(self, raw):
-        return _classify(raw if type(raw) is bytes else bytes(raw), self.route_key, tuple)
+        return _classify(raw if type(raw) is bytes else bytes(raw), self.route_key, tuple, self)
 
 
 cdef object _call(PyObject* callable, PyObject** args, size_t nargsf, PyObject* kwnames):
@@ -603,7 +605,7 @@ cdef object _call(PyObject* callable, PyObject** args, size_t nargsf, PyObject* 
         raise TypeError("classify() takes exactly one argument, the raw event")
     raw = <object>args[0]
     raw = raw if type(raw) is bytes else bytes(raw)
-    return _classify(raw, self.route_key, self.result_type)
+    return _classify(raw, self.route_key, self.result_type, self)
 
 
 cdef extern from *:
@@ -625,19 +627,59 @@ rw_use_vectorcall(<PyTypeObject*>Compiled, <char*>&_probe.vectorcall - <char*><P
 _probe = None
 
 
-cdef inline object _pair(type rt, str kind, str route):
-    """(kind, route) as `rt`: for the named tuple, what tuple.__new__ does for a subclass,
-    without building a plain tuple to copy from."""
-    cdef object result = PyTuple_New(2) if rt is tuple else PyType_GenericAlloc(rt, 2)
+cdef inline object _pair(type rt, object owner, str kind, str route):
+    """(kind, route) as `rt` (a tuple, or for the named tuple what tuple.__new__ does for a
+    subclass, without a plain tuple to copy from).
+
+    An owner's last result of the same form is refilled and handed out again when the
+    owner's is the only reference left (the caller dropped it, as a caller that unpacks or
+    reads it and moves on does): CPython's zip() and dict.items() iterators recycle their
+    result tuple the same way. Allocating and freeing the named tuple was ~20 ns of the
+    ~90 ns a small event takes; the items are strings, so no cycle can form."""
+    cdef Compiled by = <Compiled>owner if owner is not None else None
+    cdef bint plain = rt is tuple
+    cdef object result
+    if by is not None:
+        result = by.last_plain if plain else by.last_named
+        if result is not None and rw_refcnt(<PyObject*>result) == 2:  # by's and `result`
+            rw_refill(<PyObject*>result, <PyObject*>kind, <PyObject*>route)
+            return result
+    result = PyTuple_New(2) if plain else PyType_GenericAlloc(rt, 2)
     Py_INCREF(kind)
     PyTuple_SET_ITEM(result, 0, kind)
     Py_INCREF(route)
     PyTuple_SET_ITEM(result, 1, route)
+    if by is not None:
+        if plain:
+            by.last_plain = result
+        else:
+            by.last_named = result
     return result
 
 
-cdef object _classify(bytes buf, bytes route_key, type rt):
-    # rt: the result's type, a tuple or a two-field tuple subclass (the named tuple)
+cdef extern from *:
+    """
+    static inline Py_ssize_t rw_refcnt(PyObject *o) { return Py_REFCNT(o); }
+
+    /* A two-item tuple nobody else holds gets new items (new references taken, the old
+       ones dropped after, in case they are the same objects). */
+    static inline void rw_refill(PyObject *t, PyObject *a, PyObject *b) {
+        PyObject *old_a = PyTuple_GET_ITEM(t, 0), *old_b = PyTuple_GET_ITEM(t, 1);
+        Py_INCREF(a);
+        Py_INCREF(b);
+        PyTuple_SET_ITEM(t, 0, a);
+        PyTuple_SET_ITEM(t, 1, b);
+        Py_DECREF(old_a);
+        Py_DECREF(old_b);
+    }
+    """
+    Py_ssize_t rw_refcnt(PyObject* o)
+    void rw_refill(PyObject* t, PyObject* a, PyObject* b)
+
+
+cdef object _classify(bytes buf, bytes route_key, type rt, object owner):
+    # rt: the result's type, a tuple or a two-field tuple subclass (the named tuple);
+    # owner: the Compiled object whose last results may be reused (None: never)
     cdef const unsigned char* p = buf
     cdef Py_ssize_t n = len(buf)
     cdef const char* rkey = route_key
@@ -666,7 +708,7 @@ cdef object _classify(bytes buf, bytes route_key, type rt):
         kl = key.e - key.s
         k = _top_index(p, key.s, kl)
         if k == T_RECORDS and not _has(&top, T_RECORDS):
-            decided = _records_rule(p, i, n, &sp, rt)
+            decided = _records_rule(p, i, n, &sp, rt, owner)
             if decided is not None:
                 return decided
             sp.have &= ~RECORD.subtree  # the first record decided nothing (keep requestContext)
@@ -686,64 +728,64 @@ cdef object _classify(bytes buf, bytes route_key, type rt):
             _put(&top, T_ROUTE, i, value_end)
         i = _after(p, value_end, n)
     if top.have == 0:
-        return _pair(rt, "direct", "")
+        return _pair(rt, owner, "direct", "")
     if _has(&top, T_records) and _has(&top, T_DELIVERY) and _has(&top, T_INVOCATION):
         t = _text(p, _at(&top, T_DELIVERY))
-        return _pair(rt, "firehose", _b(p, t))
+        return _pair(rt, owner, "firehose", _b(p, t))
     source = _text(p, _at(&top, T_EVENTSOURCE))
     if _eq(p, source, b"aws:kafka"):
         t = _text(p, _at(&top, T_EVENTSOURCEARN))
-        return _pair(rt, "kafka", _b(p, t))
+        return _pair(rt, owner, "kafka", _b(p, t))
     if _eq(p, source, b"SelfManagedKafka"):
         t = _text(p, _at(&top, T_BOOTSTRAP))
-        return _pair(rt, "kafka", _b(p, t))
+        return _pair(rt, owner, "kafka", _b(p, t))
     if _eq(p, source, b"aws:mq") or _eq(p, source, b"aws:rmq"):
         t = _text(p, _at(&top, T_EVENTSOURCEARN))
-        return _pair(rt, "mq", _b(p, t))
+        return _pair(rt, owner, "mq", _b(p, t))
     if _has(&top, T_AWSLOGS) and _has(&sp, L_DATA):
-        return _pair(rt, "cloudwatch-logs", "")
+        return _pair(rt, owner, "cloudwatch-logs", "")
     version = _text(p, _at(&top, T_VERSION))
     if _eq(p, version, b"0") and _has(&top, T_DETAIL):
         a = _text(p, _at(&top, T_SOURCE))
         b = _text(p, _at(&top, T_DETAILTYPE))
         if a.s >= 0 and b.s >= 0:
             if _eq(p, a, b"aws.events") and _eq(p, b, b"Scheduled Event"):
-                return _pair(rt, "schedule", _join(p, a, b))
-            return _pair(rt, "eventbridge", _join(p, a, b))
+                return _pair(rt, owner, "schedule", _join(p, a, b))
+            return _pair(rt, owner, "eventbridge", _join(p, a, b))
     if _has(&top, T_TRIGGER) and _has(&top, T_USERPOOL):
         t = _text(p, _at(&top, T_TRIGGER))
-        return _pair(rt, "cognito", _b(p, t))
+        return _pair(rt, owner, "cognito", _b(p, t))
     if _has(&top, T_REQTYPE) and _has(&top, T_RESPURL) and _has(&top, T_STACKID):
         t = _text(p, _at(&top, T_REQTYPE))
-        return _pair(rt, "cfn-custom-resource", _b(p, t))
+        return _pair(rt, owner, "cfn-custom-resource", _b(p, t))
     t = _text(p, _at(&top, T_TYPE))
     if _eq(p, t, b"TOKEN") and _has(&top, T_AUTHTOKEN) and _has(&top, T_METHODARN):
         a = _text(p, _at(&top, T_METHODARN))
-        return _pair(rt, "apigw-authorizer", _b(p, a))
+        return _pair(rt, owner, "apigw-authorizer", _b(p, a))
     if _eq(p, t, b"REQUEST") and (_has(&top, T_METHODARN) or _has(&top, T_ROUTEARN)):
         a = _text(p, _at(&top, T_METHODARN))
         if a.s >= 0 and a.e > a.s:
-            return _pair(rt, "apigw-authorizer", _b(p, a))
+            return _pair(rt, owner, "apigw-authorizer", _b(p, a))
         b = _text(p, _at(&top, T_ROUTEARN))
-        return _pair(rt, "apigw-authorizer", _b(p, b))
+        return _pair(rt, owner, "apigw-authorizer", _b(p, b))
     if _has(&top, T_RC):
         if _eq(p, version, b"2.0") and _has(&top, T_ROUTEKEY) and _has(&top, T_RAWPATH) and _has(&sp, C_HTTP):
             a = _text(p, _at(&sp, C_METHOD))
             b = _text(p, _at(&top, T_RAWPATH))
             domain = _text(p, _at(&sp, C_DOMAIN))
             if _ends_with(p, domain, b".on.aws") and _contains(p, domain, b".lambda-url."):
-                return _pair(rt, "function-url", _join(p, a, b))
+                return _pair(rt, owner, "function-url", _join(p, a, b))
             rk = _text(p, _at(&top, T_ROUTEKEY))
             if rk.s >= 0 and rk.e > rk.s and not _eq(p, rk, b"$default"):
-                return _pair(rt, "apigw-http", _b(p, rk))
-            return _pair(rt, "apigw-http", _join(p, a, b))
+                return _pair(rt, owner, "apigw-http", _b(p, rk))
+            return _pair(rt, owner, "apigw-http", _join(p, a, b))
         if _has(&sp, C_ELB) and _has(&top, T_HTTPMETHOD):
-            return _pair(rt, "alb", _join(p, _text(p, _at(&top, T_HTTPMETHOD)), _text(p, _at(&top, T_PATH))))
+            return _pair(rt, owner, "alb", _join(p, _text(p, _at(&top, T_HTTPMETHOD)), _text(p, _at(&top, T_PATH))))
         if _has(&top, T_HTTPMETHOD) and _has(&top, T_RESOURCE):
             a = _text(p, _at(&top, T_HTTPMETHOD))
             b = _text(p, _at(&top, T_RESOURCE))
             if _eq(p, version, b"1.0"):
-                return _pair(rt, "apigw-http-v1", _join(p, a, b))
-            return _pair(rt, "apigw-rest", _join(p, a, b))
+                return _pair(rt, owner, "apigw-http-v1", _join(p, a, b))
+            return _pair(rt, owner, "apigw-rest", _join(p, a, b))
     t = _text(p, _at(&top, T_ROUTE))
-    return _pair(rt, "direct", _b(p, t))
+    return _pair(rt, owner, "direct", _b(p, t))

@@ -191,3 +191,32 @@ def test_out_of_step_nested_objects_read_as_the_twin_reads_them(raw: bytes) -> N
     assert compiled is not None
     for cut in range(len(raw), 0, -7):
         assert twin(raw[:cut]) == compiled(raw[:cut])
+
+
+def test_a_result_held_is_never_refilled() -> None:
+    """The extension hands out its last result again only when nobody else holds it: a
+    kept result, or one in a list, keeps its answer through later calls."""
+    assert compiled is not None and compiled.compiled is not None
+    obj = compiled.compiled
+    raws = [orjson.dumps(event) for _, _, event in SAMPLES]
+    for call in (obj, obj.kind_route):
+        kept = [call(raw) for raw in raws]
+        assert [tuple(k) for k in kept] == [tuple(twin(raw)) for raw in raws]
+        assert len({id(k) for k in kept}) == len(kept)
+        first = call(raws[0])
+        second = call(raws[-1])
+        assert tuple(first) == tuple(twin(raws[0])) and tuple(second) == tuple(twin(raws[-1]))
+        for item in call(raws[1]):  # iterating holds the result: the next call must not refill it
+            assert item in tuple(twin(raws[1]))
+            assert tuple(call(raws[2])) == tuple(twin(raws[2]))
+    assert all(tuple(k) == tuple(twin(raw)) for k, raw in zip(kept, raws, strict=True))
+
+
+def test_a_dropped_result_comes_back_refilled() -> None:
+    assert compiled is not None and compiled.compiled is not None
+    obj = compiled.compiled
+    raw_a, raw_b = orjson.dumps(SAMPLES[0][2]), orjson.dumps(SAMPLES[-1][2])
+    first_id = id(obj(raw_a))  # dropped at once
+    again = obj(raw_b)
+    assert id(again) == first_id and type(again) is Classification
+    assert again == twin(raw_b)
