@@ -23,6 +23,7 @@ def extensions() -> list[object]:
             f"worker._{src.stem}",
             [str(src.relative_to(HERE))],
             include_dirs=["ext"],  # the C headers the sources include (structural.h)
+            depends=[str(h.relative_to(HERE)) for h in sorted((HERE / "ext").glob("*.h"))],
             extra_compile_args=["-O3"],
         )
         for src in sources

@@ -9,7 +9,8 @@ deeply nested, huge) can read out of bounds; nesting is counted, not recursed.
 cdef extern from "structural.h":
     void rw_block_masks(const unsigned char* p, unsigned int* quote, unsigned int* slash,
                         unsigned int* open, unsigned int* close) noexcept nogil
-    void rw_string_masks(const unsigned char* p, unsigned int* quote, unsigned int* slash) noexcept nogil
+    void rw_string_masks(const unsigned char* p, unsigned int* quote,
+                         unsigned int* slash) noexcept nogil
     int rw_lowest(unsigned int m) noexcept nogil
     int rw_leading_spaces8(const unsigned char* p) noexcept nogil
 
@@ -780,7 +781,9 @@ cdef object _classify(bytes buf, bytes route_key, type rt, object owner):
                 return _pair(rt, owner, "apigw-http", _b(p, rk))
             return _pair(rt, owner, "apigw-http", _join(p, a, b))
         if _has(&sp, C_ELB) and _has(&top, T_HTTPMETHOD):
-            return _pair(rt, owner, "alb", _join(p, _text(p, _at(&top, T_HTTPMETHOD)), _text(p, _at(&top, T_PATH))))
+            a = _text(p, _at(&top, T_HTTPMETHOD))
+            b = _text(p, _at(&top, T_PATH))
+            return _pair(rt, owner, "alb", _join(p, a, b))
         if _has(&top, T_HTTPMETHOD) and _has(&top, T_RESOURCE):
             a = _text(p, _at(&top, T_HTTPMETHOD))
             b = _text(p, _at(&top, T_RESOURCE))

@@ -1,11 +1,12 @@
-/* Where the bytes that matter when skipping a JSON container lie in 16 bytes at once.
+/* Where the bytes that matter to the scanner lie, 16 (or 8) bytes at once.
  *
- * scan.pyx skips a nested object or array by counting brackets outside strings. Byte by
- * byte that costs ~1 ns a byte, most of an HTTP event's classification (its headers and
- * requestContext are skipped whole), and a libc memchr call per short string costs more
- * than the string. Here one 16-byte block gives bitmasks (bit j is byte j): quotes,
- * backslashes, openers `{[` and closers `}]` (or the first two only), with SSE2 on x86-64 (always
- * there) and NEON on arm64 (Graviton); elsewhere a plain loop gives the same masks.
+ * scan.pyx skips strings and nested objects or arrays by counting brackets outside strings.
+ * Byte by byte that cost ~1 ns a byte, most of an HTTP event's classification (its headers
+ * are skipped whole), and a libc memchr call per short string cost more than the string.
+ * Here one 16-byte block gives bitmasks (bit j is byte j) of its quotes and backslashes
+ * (rw_string_masks) and of its brackets too (rw_block_masks), with SSE2 on x86-64 (always
+ * there) and NEON on arm64 (Graviton); elsewhere, or with -DRW_NO_SIMD, a plain loop gives
+ * the same masks. rw_leading_spaces8 reads a pretty-printed line's indentation.
  */
 #ifndef RW_STRUCTURAL_H
 #define RW_STRUCTURAL_H
