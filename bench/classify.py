@@ -1,7 +1,9 @@
 """Classification cost: compiled scanner, pure-Python twin, and `orjson.loads` + key checks.
 
 Over the test corpus (3 samples per kind) in AWS key order, sorted and pretty-printed:
-ns per event, median of several timed repeats per sample, then the median per kind.
+ns per event, median of several timed repeats per sample, then the median per kind. The
+baseline gives the same kind and route as the classifier. Also: an SQS batch of ten, and
+HTTP events grown to about 8 KB (the size the sorted/pretty target goes up to).
 
     python -m bench.classify [--repeat 7] [--number 2000]
 """
