@@ -1,6 +1,6 @@
 /* Where the bytes that matter to the scanner lie, 16 (or 8) bytes at once.
  *
- * scan.pyx skips strings and nested objects or arrays by counting brackets outside strings.
+ * classify.pyx skips strings and nested objects or arrays by counting brackets outside strings.
  * Byte by byte that cost ~1 ns a byte, most of an HTTP event's classification (its headers
  * are skipped whole), and a libc memchr call per short string cost more than the string.
  * Here one 16-byte block gives bitmasks (bit j is byte j) of its quotes and backslashes

@@ -18,7 +18,7 @@ from worker.classify import Classification, Classifier
 SAMPLES = corpus()
 twin = Classifier(scan)
 try:
-    from worker import _scan  # type: ignore[attr-defined]
+    from worker import _classify as _scan  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - the build always compiles it
     _scan = None
 compiled = Classifier(_scan) if _scan is not None else None
@@ -32,7 +32,7 @@ FORMS = {
 
 
 def test_the_extension_is_built() -> None:
-    # The build compiles ext/scan.pyx; a missing extension would silently halve these tests.
+    # The build compiles ext/classify.pyx; a missing extension would silently halve these tests.
     assert compiled is not None
 
 

@@ -7,7 +7,7 @@ configurable top-level key). Only the fields that decide are located (`worker.sc
 value is parsed. Key order and whitespace do not matter, and what is not recognised is
 `direct`, never a wrong specific kind.
 
-With the compiled `worker._scan` (from `ext/scan.pyx`) built, the whole classification
+With the compiled `worker._classify` (from `ext/classify.pyx`) built, the whole classification
 runs in C; without it, these same rules run here on the pure-Python twin scanner
 `worker.scan`. The extension repeats the rules branch for branch (a Python-level rule costs
 more than the whole scan), and tests hold the two to the same answers on the corpus and
@@ -27,7 +27,7 @@ class Classification(NamedTuple):
 
 def _scanner() -> tuple[ModuleType, str]:
     try:
-        from worker import _scan  # type: ignore[attr-defined]
+        from worker import _classify as _scan  # type: ignore[attr-defined]
 
         return _scan, "extension"
     except ImportError:
@@ -65,7 +65,7 @@ class Classifier:
         self.scanner, self.backend = (scanner, scanner.__name__) if scanner else _scanner()
         self.route_key = route_key.encode()
         self._top = _TOP | {self.route_key}
-        # The extension runs these same rules in C (ext/scan.pyx); the twin runs them here.
+        # The extension runs these same rules in C (ext/classify.pyx); the twin runs them here.
         compiled = getattr(self.scanner, "Compiled", None)
         self.compiled = compiled(self.route_key, Classification) if compiled else None
 

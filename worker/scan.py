@@ -1,4 +1,4 @@
-"""The pure-Python JSON field scanner: the twin of the compiled `ext/scan.pyx`.
+"""The pure-Python JSON field scanner: the twin of the compiled `ext/classify.pyx`.
 
 It reads the fields of one JSON object straight from the raw bytes, without parsing the
 values: nested values are skipped by counting brackets (strings skipped whole, escapes

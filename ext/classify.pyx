@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""The compiled JSON field scanner (worker._scan): the same rules as worker/scan.py.
+"""The compiled classifier (worker._classify): worker/scan.py's JSON field scanner and
+worker/classify.py's rules, in C, giving the same answers as those pure-Python twins.
 
 Every index is checked against the end before it is read, so no input (truncated, binary,
 deeply nested, huge) can read out of bounds; nesting is counted, not recursed.
