@@ -151,10 +151,10 @@ cdef inline Py_ssize_t _open_object(const unsigned char* p, Py_ssize_t start, Py
     return i + 1
 
 
-cdef inline Py_ssize_t _field(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
-                              Span* key, Span* value) noexcept nogil:
-    """Read one `"key": value` from `i`: the index after the value, or -1 if malformed."""
-    cdef Py_ssize_t key_end, value_end
+cdef inline Py_ssize_t _key(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
+                            Span* key) noexcept nogil:
+    """Read one `"key":` from `i`: the index where its value starts, or -1 if malformed."""
+    cdef Py_ssize_t key_end
     i = _skip_ws(p, i, n)
     if i >= n or p[i] != 34:
         return -1
@@ -166,7 +166,16 @@ cdef inline Py_ssize_t _field(const unsigned char* p, Py_ssize_t i, Py_ssize_t n
     i = _skip_ws(p, key_end, n)
     if i >= n or p[i] != 58:
         return -1
-    i = _skip_ws(p, i + 1, n)
+    return _skip_ws(p, i + 1, n)
+
+
+cdef inline Py_ssize_t _field(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
+                              Span* key, Span* value) noexcept nogil:
+    """Read one `"key": value` from `i`: the index after the value, or -1 if malformed."""
+    cdef Py_ssize_t value_end
+    i = _key(p, i, n, key)
+    if i < 0:
+        return -1
     value_end = _skip_value(p, i, n)
     if value_end < 0:
         return -1
@@ -401,18 +410,9 @@ cdef Py_ssize_t _read(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, Spec* 
         return _skip_value(p, i, n)
     i += 1
     while True:
-        i = _skip_ws(p, i, n)
-        if i >= n or p[i] != 34:
+        i = _key(p, i, n, &key)
+        if i < 0:
             break
-        value_end = _skip_string(p, i, n)
-        if value_end < 0:
-            break
-        key.s = i + 1
-        key.e = value_end - 1
-        i = _skip_ws(p, value_end, n)
-        if i >= n or p[i] != 58:
-            break
-        i = _skip_ws(p, i + 1, n)
         kl = key.e - key.s
         at = -1
         for j in range(spec.nkeys):
@@ -688,25 +688,16 @@ cdef object _classify(bytes buf, bytes route_key, type rt, object owner):
     cdef Py_ssize_t rlen = len(route_key)
     cdef Found top, sp
     cdef Span key, t, source, version, a, b, domain, rk
-    cdef Py_ssize_t i, key_end, value_end, kl
+    cdef Py_ssize_t i, value_end, kl
     cdef int k
     cdef object decided
     top.have = 0
     sp.have = 0
     i = _open_object(p, 0, n)
     while i >= 0:
-        i = _skip_ws(p, i, n)
-        if i >= n or p[i] != 34:
+        i = _key(p, i, n, &key)
+        if i < 0:
             break
-        key_end = _skip_string(p, i, n)
-        if key_end < 0:
-            break
-        key.s = i + 1
-        key.e = key_end - 1
-        i = _skip_ws(p, key_end, n)
-        if i >= n or p[i] != 58:
-            break
-        i = _skip_ws(p, i + 1, n)
         kl = key.e - key.s
         k = _top_index(p, key.s, kl)
         if k == T_RECORDS and not _has(&top, T_RECORDS):
