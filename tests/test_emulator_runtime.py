@@ -1,4 +1,4 @@
-"""The emulator's Runtime API state: queueing, deadlines, late answers, init errors."""
+"""The emulator's Runtime API: queueing, deadlines, late answers, init errors, pipelining."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from worker.emulator.runtime import RuntimeApi, parse_error
+from worker.emulator.runtime import RuntimeApi, RuntimeProtocol, parse_error
 from worker.errors import LambdaError
 from worker.jobs import Job
 
@@ -69,3 +69,54 @@ def test_init_error_once_then_403_and_every_invoke_sees_it() -> None:
 def test_parse_error_falls_back_to_the_header() -> None:
     assert parse_error(b"not json", "Function.Oops").error_type == "Function.Oops"
     assert parse_error(b"[]", None).error_type == "Runtime.Unknown"
+
+
+class _Transport:
+    """Records what the protocol writes, one entry per write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_pipelined_answer_and_next_get_their_replies_in_one_write() -> None:
+    """A runtime that writes its answer and its next `/next` together is answered with the
+    202 and the next event together: one write, in order."""
+    api = RuntimeApi(queue_size=4, timeout=3, function_arn="arn")
+    first_seen, first = recorder()
+    _, second = recorder()
+    api.submit(first)
+    api.submit(second)
+    proto = RuntimeProtocol(api)
+    transport = _Transport()
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    proto.data_received(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n\r\n")
+    assert len(transport.writes) == 1 and first.request_id.encode() in transport.writes[0]
+    proto.data_received(
+        b"POST /2018-06-01/runtime/invocation/%s/response HTTP/1.1\r\n"
+        b'content-length: 7\r\n\r\n{"a":1}'
+        b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n\r\n" % first.request_id.encode()
+    )
+    assert len(transport.writes) == 2
+    reply, event = transport.writes[1].split(b"HTTP/1.1 ")[1:]
+    assert reply.startswith(b"202 ")
+    assert event.startswith(b"200 ") and second.request_id.encode() in event
+    assert orjson.dumps(first_seen[0][0]) == b'{"a":1}'
+
+
+def test_replies_outside_a_read_are_written_at_once() -> None:
+    """A `/next` that waited is answered when an invoke comes, not at the next read."""
+    api = RuntimeApi(queue_size=4, timeout=3, function_arn="arn")
+    proto = RuntimeProtocol(api)
+    transport = _Transport()
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    proto.data_received(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n\r\n")
+    assert transport.writes == []  # the long poll waits
+    _, job = recorder()
+    api.submit(job)
+    assert len(transport.writes) == 1 and job.request_id.encode() in transport.writes[0]

@@ -302,3 +302,96 @@ async def test_an_answer_whose_connection_breaks_is_posted_again_on_a_fresh_one(
     server.close()
     line = b"POST /2018-06-01/runtime/invocation/r1/response HTTP/1.1"
     assert posts == [(line, b'{"got":1}'), (line, b'{"got":1}')]
+
+
+class _OneEventApi(asyncio.Protocol):
+    """A Runtime API that hands out one event (r1), then long-polls every `/next`.
+
+    `hold`: the answer's reply waits until the next request has arrived, which only a
+    pipelining client sends before that reply. Records what was read behind the answer.
+    """
+
+    def __init__(self, hold: bool) -> None:
+        self.hold = hold
+        self.buf = b""
+        self.lines: list[bytes] = []
+        self.behind_answer: bytes | None = None
+        self.held = False
+        self.polled_again = asyncio.Event()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buf += data
+        while b"\r\n\r\n" in self.buf:
+            head, _, rest = self.buf.partition(b"\r\n\r\n")
+            size = sum(
+                int(f.split(b":")[1])
+                for f in head.split(b"\r\n")
+                if f.lower().startswith(b"content-length")
+            )
+            if len(rest) < size:
+                return
+            self.buf = rest[size:]
+            line = head.split(b"\r\n")[0]
+            self.lines.append(line)
+            if line.startswith(b"POST"):
+                self.behind_answer = self.buf
+                if self.hold:
+                    self.held = True
+                    continue
+                self._accepted()
+            elif len(self.lines) == 1:
+                event = b'{"x": 1}'
+                self.transport.write(
+                    b"HTTP/1.1 200 OK\r\nlambda-runtime-aws-request-id: r1\r\n"
+                    b"content-length: %d\r\n\r\n%s" % (len(event), event)
+                )
+            else:
+                if self.held:  # the `/next` came before the answer's reply
+                    self._accepted()
+                self.polled_again.set()  # and long-polls: no reply
+
+    def _accepted(self) -> None:
+        assert self.transport is not None
+        self.held = False
+        self.transport.write(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
+
+
+async def _serve_one_event(pipeline: bool) -> _OneEventApi:
+    api = _OneEventApi(hold=pipeline)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: api, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    def submit(job: Job) -> bool:
+        loop.call_soon(job.reply, {"got": job.event["x"]}, None)
+        return True
+
+    source = RuntimeApiSource(f"127.0.0.1:{port}", submit, slots=1, pipeline=pipeline)
+    running = asyncio.ensure_future(source.run())
+    await asyncio.wait_for(api.polled_again.wait(), 10)
+    source.stop()
+    assert await asyncio.wait_for(running, 10) == 0
+    server.close()
+    return api
+
+
+async def test_the_next_poll_goes_out_with_the_answer() -> None:
+    """Pipelined: the `/next` reaches the Runtime API before it has replied to the answer
+    (the fake holds that reply until then), in the same read as the answer."""
+    api = await _serve_one_event(pipeline=True)
+    answer = b"POST /2018-06-01/runtime/invocation/r1/response HTTP/1.1"
+    next_line = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1"
+    assert api.lines == [next_line, answer, next_line]
+    assert api.behind_answer is not None and api.behind_answer.startswith(next_line)
+
+
+async def test_without_pipelining_the_next_poll_waits_for_the_reply() -> None:
+    api = await _serve_one_event(pipeline=False)
+    assert api.lines[1].startswith(b"POST /2018-06-01/runtime/invocation/r1/response ")
+    assert api.lines[2].startswith(b"GET /2018-06-01/runtime/invocation/next ")
+    assert api.behind_answer == b""  # nothing could be sent before the reply

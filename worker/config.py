@@ -125,6 +125,12 @@ SETTINGS: dict[str, Setting] = {
         parse=int,
         help="failed Runtime API calls in a row before the environment ends",
     ),
+    "runtime_api_pipeline": Setting(
+        env="WORKER_RUNTIME_API_PIPELINE",
+        flag=None,
+        parse=int,
+        help="Lambda mode: ask for the next event in the answer's write (1) or after (0)",
+    ),
     "queue_url": Setting(
         env="WORKER_SQS_QUEUE_URL", flag="--queue-url", parse=str, help="SQS queue to consume"
     ),
@@ -229,6 +235,7 @@ class Config:
     routes: str = ""
     runtime_api: str = ""  # AWS_LAMBDA_RUNTIME_API: host:port of the Runtime API
     runtime_api_attempts: int = 10
+    runtime_api_pipeline: int = 1
     model_threads: int = 0  # 0: the cores shared out over the worker processes
     model_host: str = "auto"
     #: Set by the supervisor after the init phase: models run in the worker processes.

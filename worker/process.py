@@ -259,6 +259,7 @@ class WorkerProcess:
             pool.submit,
             slots=slots,
             attempts=self.config.runtime_api_attempts,
+            pipeline=bool(self.config.runtime_api_pipeline),
         )
         polling = asyncio.ensure_future(source.run())
         ticker = asyncio.ensure_future(self._tick(None))

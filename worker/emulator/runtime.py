@@ -175,6 +175,9 @@ class RuntimeProtocol(asyncio.Protocol):
         self.size = 0
         self.too_large = False
         self.waiting: Deliver | None = None  # set while a /next is unanswered
+        # While a read is parsed, replies are gathered here and written together: a
+        # pipelining runtime's answer and `/next` get their replies in one write.
+        self.out: list[bytes] | None = None
         self.backlog: deque[tuple[bytes, bytes, dict[bytes, bytes], bytes, bool]] = deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -187,12 +190,21 @@ class RuntimeProtocol(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        self.out = []
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self._send(400, b'{"errorMessage":"malformed request"}')
+            self._flush()
             if self.transport is not None:
                 self.transport.close()
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
+        out, self.out = self.out, None
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
 
     def on_message_begin(self) -> None:
         self.url = b""
@@ -292,7 +304,13 @@ class RuntimeProtocol(asyncio.Protocol):
     def _send(self, status: int, body: bytes, extra: bytes = b"") -> None:
         if self.transport is None:
             return
-        self.transport.write(
-            b"%scontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s"
-            % (status_line(status), len(body), extra, body)
+        data = b"%scontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s" % (
+            status_line(status),
+            len(body),
+            extra,
+            body,
         )
+        if self.out is not None:
+            self.out.append(data)
+        else:
+            self.transport.write(data)

@@ -1,14 +1,15 @@
-"""A lean HTTP/1.1 client connection on the loop: keep-alive, one request at a time.
+"""A lean HTTP/1.1 client connection on the loop: keep-alive, pipelined requests.
 
 The Runtime API is a local HTTP server; a libcurl client (awslambdaric's) spends most of
 an invocation's CPU in its HTTP layer. This is a Protocol with httptools' response parser:
-one write per request, one parse per response, and no read timeout (a `/next` long poll
-may wait for hours).
+one write per request (or one for several pipelined requests), one parse per response, and
+no read timeout (a `/next` long poll may wait for hours).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import cast
 
 import httptools
@@ -28,13 +29,14 @@ class HttpClientError(ConnectionError):
 
 
 class ClientConnection(asyncio.Protocol):
-    """One keep-alive connection. `request()` must not be called concurrently."""
+    """One keep-alive connection. Requests may be pipelined: responses come back in the
+    order the requests were written, and each goes to its own waiter."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host_header = f"host: {host}:{port}\r\n".encode()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self._waiter: asyncio.Future[Response] | None = None
+        self._waiters: deque[asyncio.Future[Response]] = deque()
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
         self._closed = False
@@ -70,8 +72,7 @@ class ClientConnection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        waiter = self._waiter
-        self._waiter = None
+        waiter = self._waiters.popleft() if self._waiters else None
         response = Response(self.parser.get_status_code(), self._headers, b"".join(self._body))
         self._headers = {}
         self._body = []
@@ -81,10 +82,11 @@ class ClientConnection(asyncio.Protocol):
             self.close()
 
     def _fail(self, exc: Exception) -> None:
-        waiter = self._waiter
-        self._waiter = None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+        """Every request still waiting for its response gets `exc`."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(exc)
 
     def close(self) -> None:
         self._closed = True
@@ -95,26 +97,28 @@ class ClientConnection(asyncio.Protocol):
         self, method: bytes, path: bytes, body: bytes = b"", headers: bytes = b""
     ) -> Response:
         waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self.send(waiter, method, path, body, headers)
+        self.send(self.encode(method, path, body, headers), waiter)
         return await waiter
 
-    def send(
-        self,
-        waiter: asyncio.Future[Response],
-        method: bytes,
-        path: bytes,
-        body: bytes = b"",
-        headers: bytes = b"",
-    ) -> None:
-        """Write a request now; `waiter` gets its response (or the connection's failure).
+    def encode(self, method: bytes, path: bytes, body: bytes = b"", headers: bytes = b"") -> bytes:
+        """One request's bytes, for `send`."""
+        length = b"content-length: %d\r\n" % len(body) if body or method == b"POST" else b""
+        return b"%s %s HTTP/1.1\r\n%s%s%s\r\n%s" % (
+            method,
+            path,
+            self.host_header,
+            length,
+            headers,
+            body,
+        )
+
+    def send(self, data: bytes, *waiters: asyncio.Future[Response]) -> None:
+        """Write encoded requests now, in one write; `waiters` get their responses in
+        order (or the connection's failure).
 
         For a caller that is not a coroutine (a slot answering an invocation writes the
         answer at once, instead of waking the poller to write it)."""
         if self._closed or self.transport is None:
             raise HttpClientError("connection is closed")
-        self._waiter = waiter
-        length = b"content-length: %d\r\n" % len(body) if body or method == b"POST" else b""
-        self.transport.write(
-            b"%s %s HTTP/1.1\r\n%s%s%s\r\n%s"
-            % (method, path, self.host_header, length, headers, body)
-        )
+        self._waiters.extend(waiters)
+        self.transport.write(data)

@@ -88,6 +88,11 @@ class RuntimeApiSource:
     `slots` pollers run at once; `submit` hands a job to the pool (its lane has room for
     every poller). A `/next` that fails is retried with backoff; after `attempts`
     consecutive failures the source gives up and `run()` returns EXIT_API_GONE.
+
+    `pipeline`: the next `/next` goes out in the same write as an answer, behind it on the
+    keep-alive connection (HTTP/1.1 pipelining), instead of after the Runtime API's reply
+    to the answer. The Runtime API reads the two in one read and can reply to both in one
+    write: two system calls and a wake-up fewer per invocation on each side.
     """
 
     def __init__(
@@ -98,14 +103,17 @@ class RuntimeApiSource:
         slots: int,
         attempts: int = 10,
         backoff: float = 0.05,
+        pipeline: bool = True,
     ) -> None:
         self.host, self.port = parse_address(address)
         self.submit = submit
         self.slots = slots
         self.attempts = attempts
         self.backoff = backoff
+        self.pipeline = pipeline
         self.failures = 0
         self.stopping = False
+        self._abandon = False  # stopping, and `/next` requests still waiting are abandoned
         self.gone = False
         self._polling: set[asyncio.Task[None]] = set()
         self._pollers: list[asyncio.Task[None]] = []
@@ -124,23 +132,34 @@ class RuntimeApiSource:
         """
         self.stopping = True
         if cancel_waiting:
+            self._abandon = True
             for task in list(self._polling):
                 task.cancel()
 
     async def _poller(self) -> None:
         conn: ClientConnection | None = None
+        # The `/next` already written behind the last answer (pipelined), if any.
+        pending: asyncio.Future[Response] | None = None
         me = asyncio.current_task()
         assert me is not None
         try:
-            while not self.stopping:
+            while True:
+                if self.stopping and not self._still_wanted(pending):
+                    if pending is not None:
+                        pending.cancel()
+                    return
                 try:
-                    if conn is None or conn.closed:
-                        conn = await ClientConnection.open(self.host, self.port)
+                    if pending is None:
+                        if conn is None or conn.closed:
+                            conn = await ClientConnection.open(self.host, self.port)
+                        pending = asyncio.get_running_loop().create_future()
+                        conn.send(conn.encode(b"GET", NEXT), pending)
                     self._polling.add(me)
                     try:
-                        resp = await conn.request(b"GET", NEXT)
+                        resp = await pending
                     finally:
                         self._polling.discard(me)
+                        pending = None
                     if resp.status != 200:
                         raise HttpClientError(f"/next answered {resp.status}: {resp.body[:200]!r}")
                 except asyncio.CancelledError:
@@ -153,8 +172,9 @@ class RuntimeApiSource:
                         return
                     continue
                 self.failures = 0
+                assert conn is not None
                 try:
-                    conn = await self._invoke(conn, resp)
+                    conn, pending = await self._invoke(conn, resp)
                 except Exception as exc:  # a poller must not end quietly: count and go on
                     log.exception("handling an invocation from the Runtime API failed")
                     conn = None
@@ -163,6 +183,11 @@ class RuntimeApiSource:
         finally:
             if conn is not None:
                 conn.close()
+
+    def _still_wanted(self, pending: asyncio.Future[Response] | None) -> bool:
+        """Whether a `/next` written before the stop is still awaited: waiting ones are not
+        abandoned (recycling), or it came back with an event already (never dropped)."""
+        return pending is not None and (not self._abandon or _holds_event(pending))
 
     async def _failed(self, exc: Exception) -> bool:
         """Back off after a failed `/next`; False once the Runtime API counts as gone."""
@@ -182,17 +207,21 @@ class RuntimeApiSource:
         await asyncio.sleep(delay)
         return not self.stopping
 
-    async def _invoke(self, conn: ClientConnection, resp: Response) -> ClientConnection | None:
+    async def _invoke(
+        self, conn: ClientConnection, resp: Response
+    ) -> tuple[ClientConnection | None, asyncio.Future[Response] | None]:
+        """Run one invocation and post its answer: (the connection to go on with, the
+        `/next` already written behind the answer or None)."""
         h = resp.headers
         request_id = h.get(b"lambda-runtime-aws-request-id", b"").decode()
         # The slot writes the answer on this connection the moment it has one; the
         # poller wakes once, for the Runtime API's reply to it (see `_answer`).
-        answer = _Answer(conn, request_id, asyncio.get_running_loop().create_future())
+        answer = _Answer(conn, request_id, asyncio.get_running_loop().create_future(), self)
         try:
             event = _decode_event(resp)
         except LambdaError as exc:
             body, headers = error_request(exc, request_id)
-            return await self._post(conn, request_id, b"error", body, headers)
+            return await self._post(conn, request_id, b"error", body, headers), None
         deadline_ms = h.get(b"lambda-runtime-deadline-ms")
         trace_id = h.get(b"lambda-runtime-trace-id")
         if trace_id and self.slots == 1:
@@ -222,12 +251,15 @@ class RuntimeApiSource:
         try:
             reply = await answer.replied
         except (OSError, HttpClientError) as exc:
-            # The connection broke under the answer: post it again on a fresh one.
+            # The connection broke under the answer: post it again on a fresh one. A
+            # `/next` behind it broke with it (its failure is the same one, seen here).
+            if answer.next is not None and answer.next.done():
+                answer.next.exception()
             log.warning("posting the answer for %s failed: %s", request_id, exc)
             kind, body, headers = answer.posted
-            return await self._post(None, request_id, kind, body, headers)
+            return await self._post(None, request_id, kind, body, headers), None
         _check(reply, request_id)
-        return conn
+        return conn, answer.next
 
     def _answer(self, answer: _Answer, result: Any, error: LambdaError | None) -> str | None:
         """Called by the slot, on the loop: marshal (so the error type is known) and write
@@ -290,22 +322,41 @@ def _check(resp: Response, request_id: str) -> None:
         )
 
 
-class _Answer:
-    """One invocation's answer: what was posted, and the Runtime API's reply to it."""
+def _holds_event(pending: asyncio.Future[Response]) -> bool:
+    """Whether a `/next` already came back with an invocation."""
+    return pending.done() and not pending.cancelled() and pending.exception() is None
 
-    __slots__ = ("conn", "posted", "replied", "request_id")
+
+class _Answer:
+    """One invocation's answer: what was posted, the Runtime API's reply to it, and the
+    `/next` pipelined behind it."""
+
+    __slots__ = ("conn", "next", "posted", "replied", "request_id", "source")
 
     def __init__(
-        self, conn: ClientConnection, request_id: str, replied: asyncio.Future[Response]
+        self,
+        conn: ClientConnection,
+        request_id: str,
+        replied: asyncio.Future[Response],
+        source: RuntimeApiSource,
     ) -> None:
         self.conn = conn
         self.request_id = request_id
         self.replied = replied
+        self.source = source
+        self.next: asyncio.Future[Response] | None = None
         self.posted: tuple[bytes, bytes, bytes] = (b"", b"", b"")
 
     def post(self, kind: bytes, body: bytes, headers: bytes) -> None:
         self.posted = (kind, body, headers)
+        conn = self.conn
+        data = conn.encode(b"POST", _path(self.request_id, kind), body, headers)
         try:
-            self.conn.send(self.replied, b"POST", _path(self.request_id, kind), body, headers)
+            if self.source.pipeline and not self.source.stopping:
+                self.next = self.replied.get_loop().create_future()
+                conn.send(data + conn.encode(b"GET", NEXT), self.replied, self.next)
+            else:
+                conn.send(data, self.replied)
         except HttpClientError as exc:
+            self.next = None
             self.replied.set_exception(exc)
