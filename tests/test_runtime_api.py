@@ -395,3 +395,52 @@ async def test_without_pipelining_the_next_poll_waits_for_the_reply() -> None:
     assert api.lines[1].startswith(b"POST /2018-06-01/runtime/invocation/r1/response ")
     assert api.lines[2].startswith(b"GET /2018-06-01/runtime/invocation/next ")
     assert api.behind_answer == b""  # nothing could be sent before the reply
+
+
+async def test_a_runtime_api_that_closes_after_each_answer_costs_no_failures() -> None:
+    """A Runtime API that closes the connection after replying to an answer drops the
+    `/next` written behind it; that `/next` is asked again on a fresh connection, and
+    it is no failure of the API (with `attempts=1` one failure would end it)."""
+    events = 3
+    served: list[bytes] = []
+    answers: list[bytes] = []
+    done = asyncio.Event()
+
+    async def runtime_api(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            line = head.split(b"\r\n")[0]
+            if line.startswith(b"POST"):
+                answers.append(line.split(b"/")[4])
+                writer.write(
+                    b"HTTP/1.1 202 Accepted\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+                )
+                await writer.drain()
+                writer.close()
+                return
+            if len(served) == events:
+                done.set()
+                await asyncio.Event().wait()  # no more events: the long poll waits
+            served.append(b"r%d" % len(served))
+            body = b'{"x": 1}'
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nlambda-runtime-aws-request-id: %s\r\n"
+                b"content-length: %d\r\n\r\n%s" % (served[-1], len(body), body)
+            )
+
+    server = await asyncio.start_server(runtime_api, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+
+    def submit(job: Job) -> bool:
+        loop.call_soon(job.reply, {"got": job.event["x"]}, None)
+        return True
+
+    source = RuntimeApiSource(f"127.0.0.1:{port}", submit, slots=1, attempts=1)
+    running = asyncio.ensure_future(source.run())
+    await asyncio.wait_for(done.wait(), 10)
+    assert not source.gone
+    source.stop()
+    assert await asyncio.wait_for(running, 10) == 0
+    server.close()
+    assert answers == served == [b"r0", b"r1", b"r2"]

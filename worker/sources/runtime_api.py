@@ -146,7 +146,7 @@ class RuntimeApiSource:
             while True:
                 if self.stopping and not self._still_wanted(pending):
                     if pending is not None:
-                        pending.cancel()
+                        _drop(pending)
                     return
                 try:
                     if pending is None:
@@ -253,13 +253,20 @@ class RuntimeApiSource:
         except (OSError, HttpClientError) as exc:
             # The connection broke under the answer: post it again on a fresh one. A
             # `/next` behind it broke with it (its failure is the same one, seen here).
-            if answer.next is not None and answer.next.done():
-                answer.next.exception()
+            if answer.next is not None:
+                _drop(answer.next)
             log.warning("posting the answer for %s failed: %s", request_id, exc)
             kind, body, headers = answer.posted
             return await self._post(None, request_id, kind, body, headers), None
         _check(reply, request_id)
-        return conn, answer.next
+        pending = answer.next
+        if pending is not None and conn.closed and not _holds_event(pending):
+            # The Runtime API closed the connection after its reply (no keep-alive): the
+            # `/next` behind the answer went with it. Ask again on a fresh connection;
+            # this is no failure of the API.
+            _drop(pending)
+            return None, None
+        return conn, pending
 
     def _answer(self, answer: _Answer, result: Any, error: LambdaError | None) -> str | None:
         """Called by the slot, on the loop: marshal (so the error type is known) and write
@@ -325,6 +332,15 @@ def _check(resp: Response, request_id: str) -> None:
 def _holds_event(pending: asyncio.Future[Response]) -> bool:
     """Whether a `/next` already came back with an invocation."""
     return pending.done() and not pending.cancelled() and pending.exception() is None
+
+
+def _drop(pending: asyncio.Future[Response]) -> None:
+    """Let go of a `/next` no one will read: cancelled, or its failure marked as seen (so
+    asyncio does not report an exception that was never retrieved)."""
+    if not pending.done():
+        pending.cancel()
+    elif not pending.cancelled():
+        pending.exception()
 
 
 class _Answer:
