@@ -29,7 +29,7 @@ async def test_pipelined_requests_get_their_own_responses_in_order() -> None:
     conn = await ClientConnection.open("127.0.0.1", port)
     loop = asyncio.get_running_loop()
     waiters: list[asyncio.Future[Response]] = [loop.create_future() for _ in range(3)]
-    conn.send(b"".join(conn.encode(b"GET", b"/%d" % i) for i in range(3)), *waiters)
+    conn.send([conn.encode(b"GET", b"/%d" % i) for i in range(3)], *waiters)
     bodies = [(await w).body for w in waiters]
     assert bodies == [b"/0", b"/1", b"/2"]
     assert (await conn.request(b"POST", b"/after", b"x")).body == b"/after"
@@ -44,12 +44,12 @@ async def test_a_lost_connection_fails_every_waiting_request() -> None:
     loop = asyncio.get_running_loop()
     waiters: list[asyncio.Future[Response]] = [loop.create_future() for _ in range(3)]
     paths = (b"/first", b"/close", b"/never")
-    conn.send(b"".join(conn.encode(b"GET", p) for p in paths), *waiters)
+    conn.send([conn.encode(b"GET", p) for p in paths], *waiters)
     assert (await waiters[0]).body == b"/first"
     for waiter in waiters[1:]:
         with pytest.raises(HttpClientError):
             await waiter
     assert conn.closed
     with pytest.raises(HttpClientError):
-        conn.send(conn.encode(b"GET", b"/"), loop.create_future())
+        conn.send([conn.encode(b"GET", b"/")], loop.create_future())
     server.close()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -19,7 +20,7 @@ from tests.client import invoke
 from tests.conftest import ROOT, _environ
 from worker.errors import LambdaError
 from worker.jobs import Job
-from worker.sources.http_client import Response
+from worker.sources.http_client import ClientConnection, Response
 from worker.sources.runtime_api import (
     RuntimeApiSource,
     _decode_event,
@@ -444,3 +445,35 @@ async def test_a_runtime_api_that_closes_after_each_answer_costs_no_failures() -
     assert await asyncio.wait_for(running, 10) == 0
     server.close()
     assert answers == served == [b"r0", b"r1", b"r2"]
+
+
+async def test_an_event_that_comes_back_as_the_stop_cancels_the_wait_still_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stop cancels pollers waiting in `/next`; one whose `/next` has just come back
+    with an event (its result set, the poller not yet resumed) runs it and posts the
+    answer instead of dropping it."""
+    api = _OneEventApi(hold=False)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: api, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    ran: list[Any] = []
+
+    def submit(job: Job) -> bool:
+        ran.append(job.event)
+        loop.call_soon(job.reply, {"got": job.event["x"]}, None)
+        return True
+
+    source = RuntimeApiSource(f"127.0.0.1:{port}", submit, slots=1)
+    complete = ClientConnection.on_message_complete
+
+    def then_stop(conn: ClientConnection) -> None:
+        complete(conn)  # the `/next` future now holds the event
+        if conn.parser.get_status_code() == 200:
+            source.stop()  # cancels the poller before it resumes
+
+    monkeypatch.setattr(ClientConnection, "on_message_complete", then_stop)
+    assert await asyncio.wait_for(source.run(), 10) == 0
+    server.close()
+    assert ran == [{"x": 1}]
+    assert api.lines[1] == b"POST /2018-06-01/runtime/invocation/r1/response HTTP/1.1"

@@ -153,13 +153,20 @@ class RuntimeApiSource:
                         if conn is None or conn.closed:
                             conn = await ClientConnection.open(self.host, self.port)
                         pending = asyncio.get_running_loop().create_future()
-                        conn.send(conn.encode(b"GET", NEXT), pending)
+                        conn.send([conn.encode(b"GET", NEXT)], pending)
+                    waiting, pending = pending, None
                     self._polling.add(me)
                     try:
-                        resp = await pending
+                        resp = await waiting
+                    except asyncio.CancelledError:
+                        if not _holds_event(waiting):
+                            raise
+                        # The event came back just as the stop cancelled this wait: run
+                        # it rather than drop it.
+                        me.uncancel()
+                        resp = waiting.result()
                     finally:
                         self._polling.discard(me)
-                        pending = None
                     if resp.status != 200:
                         raise HttpClientError(f"/next answered {resp.status}: {resp.body[:200]!r}")
                 except asyncio.CancelledError:
@@ -370,9 +377,9 @@ class _Answer:
         try:
             if self.source.pipeline and not self.source.stopping:
                 self.next = self.replied.get_loop().create_future()
-                conn.send(data + conn.encode(b"GET", NEXT), self.replied, self.next)
+                conn.send([data, conn.encode(b"GET", NEXT)], self.replied, self.next)
             else:
-                conn.send(data, self.replied)
+                conn.send([data], self.replied)
         except HttpClientError as exc:
             self.next = None
             self.replied.set_exception(exc)
