@@ -41,6 +41,12 @@ def test_environment_then_flags() -> None:
     assert [c.queue_for(i) for i in range(3)] == [1, 1, 1]
 
 
+def test_runtime_api_pipelining_is_on_unless_turned_off() -> None:
+    assert Config.from_env({}, mode="lambda").runtime_api_pipeline == 1
+    off = Config.from_env({"WORKER_RUNTIME_API_PIPELINE": "0"}, mode="lambda")
+    assert off.runtime_api_pipeline == 0
+
+
 def test_never_more_processes_than_slots() -> None:
     assert Config.from_env({}, processes=8, concurrency=2).worker_processes == 2
 
