@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +254,26 @@ async def test_one_slot_sync_handler_runs_inline_and_is_interrupted_at_its_deadl
     assert len(list(tmp_path.glob("finished-*"))) == 1
 
 
+def _event(request_id: bytes) -> bytes:
+    """A fake Runtime API's `/next` response: one invocation, event `{"x": 1}`."""
+    body = b'{"x": 1}'
+    head = b"HTTP/1.1 200 OK\r\nlambda-runtime-aws-request-id: %s\r\ncontent-length: %d\r\n\r\n"
+    return head % (request_id, len(body)) + body
+
+
+def _answering(ran: list[Any] | None = None) -> Callable[[Job], bool]:
+    """A pool's `submit` that answers every job at once with `{"got": x}` (and notes the
+    event in `ran`)."""
+
+    def submit(job: Job) -> bool:
+        if ran is not None:
+            ran.append(job.event)
+        asyncio.get_running_loop().call_soon(job.reply, {"got": job.event["x"]}, None)
+        return True
+
+    return submit
+
+
 async def test_an_answer_whose_connection_breaks_is_posted_again_on_a_fresh_one() -> None:
     """The slot writes the answer on the poller's connection; when that connection dies
     before the Runtime API replies, the same answer goes out again on a new one."""
@@ -274,11 +295,7 @@ async def test_an_answer_whose_connection_breaks_is_posted_again_on_a_fresh_one(
                 if delivered.is_set():
                     await asyncio.Event().wait()  # no second event: the long poll waits
                 delivered.set()
-                event = b'{"x": 1}'
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nlambda-runtime-aws-request-id: r1\r\n"
-                    b"content-length: %d\r\n\r\n%s" % (len(event), event)
-                )
+                writer.write(_event(b"r1"))
                 continue
             posts.append((line, body))
             if len(posts) == 1:  # the first answer: the connection dies under it
@@ -289,13 +306,7 @@ async def test_an_answer_whose_connection_breaks_is_posted_again_on_a_fresh_one(
 
     server = await asyncio.start_server(runtime_api, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    loop = asyncio.get_running_loop()
-
-    def submit(job: Job) -> bool:
-        loop.call_soon(job.reply, {"got": job.event["x"]}, None)
-        return True
-
-    source = RuntimeApiSource(f"127.0.0.1:{port}", submit, slots=1)
+    source = RuntimeApiSource(f"127.0.0.1:{port}", _answering(), slots=1)
     running = asyncio.ensure_future(source.run())
     await asyncio.wait_for(accepted.wait(), 10)
     source.stop()
@@ -346,11 +357,7 @@ class _OneEventApi(asyncio.Protocol):
                     continue
                 self._accepted()
             elif len(self.lines) == 1:
-                event = b'{"x": 1}'
-                self.transport.write(
-                    b"HTTP/1.1 200 OK\r\nlambda-runtime-aws-request-id: r1\r\n"
-                    b"content-length: %d\r\n\r\n%s" % (len(event), event)
-                )
+                self.transport.write(_event(b"r1"))
             else:
                 if self.held:  # the `/next` came before the answer's reply
                     self._accepted()
@@ -368,11 +375,7 @@ async def _serve_one_event(pipeline: bool) -> _OneEventApi:
     server = await loop.create_server(lambda: api, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
 
-    def submit(job: Job) -> bool:
-        loop.call_soon(job.reply, {"got": job.event["x"]}, None)
-        return True
-
-    source = RuntimeApiSource(f"127.0.0.1:{port}", submit, slots=1, pipeline=pipeline)
+    source = RuntimeApiSource(f"127.0.0.1:{port}", _answering(), slots=1, pipeline=pipeline)
     running = asyncio.ensure_future(source.run())
     await asyncio.wait_for(api.polled_again.wait(), 10)
     source.stop()
@@ -423,21 +426,11 @@ async def test_a_runtime_api_that_closes_after_each_answer_costs_no_failures() -
                 done.set()
                 await asyncio.Event().wait()  # no more events: the long poll waits
             served.append(b"r%d" % len(served))
-            body = b'{"x": 1}'
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nlambda-runtime-aws-request-id: %s\r\n"
-                b"content-length: %d\r\n\r\n%s" % (served[-1], len(body), body)
-            )
+            writer.write(_event(served[-1]))
 
     server = await asyncio.start_server(runtime_api, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    loop = asyncio.get_running_loop()
-
-    def submit(job: Job) -> bool:
-        loop.call_soon(job.reply, {"got": job.event["x"]}, None)
-        return True
-
-    source = RuntimeApiSource(f"127.0.0.1:{port}", submit, slots=1, attempts=1)
+    source = RuntimeApiSource(f"127.0.0.1:{port}", _answering(), slots=1, attempts=1)
     running = asyncio.ensure_future(source.run())
     await asyncio.wait_for(done.wait(), 10)
     assert not source.gone
@@ -459,12 +452,7 @@ async def test_an_event_that_comes_back_as_the_stop_cancels_the_wait_still_runs(
     port = server.sockets[0].getsockname()[1]
     ran: list[Any] = []
 
-    def submit(job: Job) -> bool:
-        ran.append(job.event)
-        loop.call_soon(job.reply, {"got": job.event["x"]}, None)
-        return True
-
-    source = RuntimeApiSource(f"127.0.0.1:{port}", submit, slots=1)
+    source = RuntimeApiSource(f"127.0.0.1:{port}", _answering(ran), slots=1)
     complete = ClientConnection.on_message_complete
 
     def then_stop(conn: ClientConnection) -> None:
