@@ -179,8 +179,9 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
         f"{sqs_summary['method']['rounds']} rounds alternating, medians. Moto's CPU is "
         "reported as cores busy while the flow ran, and per message: both consumers are "
         "bound by moto (one process, one lock), so the ratio follows the moto calls each "
-        "makes per message (ours: one receive and one DeleteMessageBatch per 10; the loop: "
-        "one receive and ten DeleteMessage).",
+        "makes per message (ours: one receive and one DeleteMessageBatch per 10 at best; the "
+        "loop: one receive and ten DeleteMessage), counted in the calls column (ours from "
+        "its metrics, the loop's own count).",
         "",
         sqs.table(sqs_summary),
         "",

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from tests.test_supervisor import wait_for
-from worker.sources.sqs import failed_ids, lambda_record
+from worker.jobs import Job
+from worker.sources.sqs import SqsSource, failed_ids, lambda_record
+from worker.telemetry.metrics import Metrics
 
 
 def new_queue(moto: Any, visibility: int = 30, fifo: bool = False) -> str:
@@ -250,3 +254,119 @@ def test_records_have_lambdas_sqs_shape() -> None:
         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
         "awsRegion": "us-east-1",
     }
+
+
+# -- the source's own policy, against an SQS client whose every call the test answers ----
+
+
+class _HeldSqs:
+    """An aiobotocore SQS client stand-in: each receive and delete waits for the test."""
+
+    def __init__(self) -> None:
+        self.meta = SimpleNamespace(region_name="us-east-1")
+        self.receives: list[tuple[int, asyncio.Future[list[dict[str, Any]]]]] = []
+        self.deletes: list[tuple[list[str], asyncio.Future[dict[str, Any]]]] = []
+        self.sent = 0
+
+    async def get(self, service: str) -> _HeldSqs:  # the Clients side
+        return self
+
+    async def get_queue_attributes(self, **_: Any) -> dict[str, Any]:
+        return {"Attributes": {"QueueArn": "arn:aws:sqs:us-east-1:1:q", "VisibilityTimeout": "30"}}
+
+    async def receive_message(self, MaxNumberOfMessages: int, **_: Any) -> dict[str, Any]:
+        future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self.receives.append((MaxNumberOfMessages, future))
+        return {"Messages": await future}
+
+    async def delete_message_batch(self, Entries: list[dict[str, str]], **_: Any) -> Any:
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.deletes.append(([e["ReceiptHandle"] for e in Entries], future))
+        return await future
+
+    def open_receives(self) -> list[tuple[int, asyncio.Future[list[dict[str, Any]]]]]:
+        return [r for r in self.receives if not r[1].done()]
+
+    def answer(self, receive: tuple[int, asyncio.Future[Any]], count: int) -> None:
+        messages = [
+            {"MessageId": f"m{self.sent + i}", "ReceiptHandle": f"r{self.sent + i}", "Body": ""}
+            for i in range(count)
+        ]
+        self.sent += count
+        receive[1].set_result(messages)
+
+
+async def _idle() -> None:
+    """Let every task that can run reach its next wait (no timers are involved)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def _source(sqs: _HeldSqs, submit: Any, pollers: int = 3) -> SqsSource:
+    return SqsSource(
+        queue_url="http://127.0.0.1/1/q",
+        submit=submit,
+        room=100,
+        clients=sqs,  # type: ignore[arg-type]
+        metrics=Metrics(),
+        batch_size=10,
+        pollers=pollers,
+    )
+
+
+async def test_long_polls_grow_with_full_receives_and_fall_back_to_one() -> None:
+    sqs = _HeldSqs()
+    source = _source(sqs, submit=lambda job: job.reply(None, None) is None)
+    await source.start()
+    await _idle()
+    assert len(sqs.open_receives()) == 1  # nothing known about the queue yet: one long poll
+    sqs.answer(sqs.open_receives()[0], 10)  # full: a backlog, one more poll
+    await _idle()
+    assert len(sqs.open_receives()) == 2
+    for receive in sqs.open_receives():
+        sqs.answer(receive, 10)
+    await _idle()
+    assert len(sqs.open_receives()) == 3  # --pollers 3: the most
+    sqs.answer(sqs.open_receives()[0], 10)
+    await _idle()
+    assert len(sqs.open_receives()) == 3 and source.polls == 3
+    # The queue drains: each short receive retires a poll, down to one, never none.
+    while len(sqs.open_receives()) > 1 or source.polls > 1:
+        sqs.answer(sqs.open_receives()[0], 2)
+        await _idle()
+    assert source.polls == 1 and len(sqs.open_receives()) == 1
+    sqs.answer(sqs.open_receives()[0], 0)  # an empty long poll: still one
+    await _idle()
+    assert source.polls == 1 and len(sqs.open_receives()) == 1
+    await source.stop([])
+    assert not sqs.open_receives()
+
+
+async def test_short_batches_share_delete_calls_while_one_is_under_way() -> None:
+    sqs = _HeldSqs()
+    jobs: list[Job] = []
+    source = _source(sqs, submit=lambda job: jobs.append(job) is None, pollers=1)
+    await source.start()
+    await _idle()
+    for count in (3, 4, 5, 2):  # four short batches, each received in its own receive
+        sqs.answer(sqs.open_receives()[0], count)
+        await _idle()
+    jobs[0].reply(None, None)
+    await _idle()
+    assert [len(d[0]) for d in sqs.deletes] == [3]  # none under way: deleted at once
+    jobs[1].reply(None, None)
+    jobs[2].reply(None, None)
+    await _idle()
+    assert [len(d[0]) for d in sqs.deletes] == [3]  # 9 gathered behind the call under way
+    jobs[3].reply(None, None)
+    await _idle()
+    assert [len(d[0]) for d in sqs.deletes] == [3, 10]  # a full call leaves at once
+    sqs.deletes[0][1].set_result({})
+    await _idle()
+    assert [len(d[0]) for d in sqs.deletes] == [3, 10, 1]  # the rest, with the next to finish
+    for _, future in sqs.deletes[1:]:
+        future.set_result({})
+    await source.settled()
+    deleted = [handle for handles, _ in sqs.deletes for handle in handles]
+    assert sorted(deleted) == sorted(f"r{i}" for i in range(14))  # each once, none left
+    await source.stop([])

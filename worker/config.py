@@ -144,7 +144,7 @@ SETTINGS: dict[str, Setting] = {
         env="WORKER_SQS_POLLERS",
         flag="--pollers",
         parse=int,
-        help="concurrent SQS long polls per worker process",
+        help="concurrent SQS long polls per worker process, at most",
     ),
     "wait_seconds": Setting(
         env="WORKER_SQS_WAIT_SECONDS", flag=None, parse=int, help="SQS long-poll wait (0-20)"

@@ -3,7 +3,12 @@
 Pollers long-poll (`WaitTimeSeconds` 20) with the process's pooled aiobotocore client and
 ask only for what the process has room for: each batch of up to `--batch-size` messages
 needs a free place (a slot, or one of the lane's queued places that keep slots busy
-while the next long poll is under way); with no room, nobody polls. Messages reach the
+while the next long poll is under way); with no room, nobody polls. How many of the
+`--pollers` keep a long poll open follows the queue, as Lambda's event source mapping
+scales its pollers: one more after a receive that came back full (a backlog), one fewer
+after one that came back short (the queue is drained), never fewer than one. On a
+drained queue, extra long polls only split each arrival into smaller receives: more
+requests (SQS bills per request) and more deletes for the same messages. Messages reach the
 handler in Lambda's SQS event shape, so a handler written for an event source mapping
 runs unchanged, and its result settles them as Lambda does:
 
@@ -135,9 +140,13 @@ class SqsSource:
         self.visibility = visibility_timeout
         self.fifo = queue_url.endswith(".fifo")
         self.room = asyncio.Semaphore(max(1, room))  # batches this process can take now
+        self.polls = 1  # pollers with a long poll open now (see the module's text)
+        self._turns = asyncio.Condition()  # dormant pollers wait here for `polls` to grow
         self.stopping = False
         self.batches: dict[str, _Batch] = {}  # request id -> batch
         self.settling: set[asyncio.Task[None]] = set()
+        self._deletes: list[dict[str, Any]] = []  # settled, waiting for a delete call
+        self._deleting = 0  # delete calls under way
         self.arn = ""
         self.region = ""
         self.client: Any = None
@@ -165,21 +174,26 @@ class SqsSource:
                 }
             },
         )
-        self._tasks = [asyncio.ensure_future(self._poll()) for _ in range(self.pollers)]
+        self.metrics.gauge("worker_sqs_polls", (), lambda: float(self.polls))
+        self._tasks = [asyncio.ensure_future(self._poll(i)) for i in range(self.pollers)]
 
     # -- receiving -----------------------------------------------------------------------
 
-    async def _poll(self) -> None:
+    async def _poll(self, index: int) -> None:
         failures = 0
         per_receive = 1 if self.fifo else max(1, SQS_MAX // self.batch_size)
         while not self.stopping:
+            if index >= self.polls:
+                async with self._turns:
+                    await self._turns.wait_for(lambda: index < self.polls)
             await self.room.acquire()
             taken = 1
             while taken < per_receive and not self.room.locked():
                 await self.room.acquire()  # free room: no wait
                 taken += 1
             try:
-                messages = await self._receive(min(SQS_MAX, taken * self.batch_size))
+                asked = min(SQS_MAX, taken * self.batch_size)
+                messages = await self._receive(asked)
             except asyncio.CancelledError:
                 self._give_back(taken)
                 raise
@@ -191,6 +205,7 @@ class SqsSource:
                 await asyncio.sleep(delay)
                 continue
             failures = 0
+            await self._scale(full=len(messages) == asked)
             batches = self._split(messages)
             self._give_back(taken - len(batches))
             for batch in batches:
@@ -210,6 +225,14 @@ class SqsSource:
         messages: list[dict[str, Any]] = response.get("Messages", [])
         self.metrics.inc("worker_sqs_messages_total", (("outcome", "received"),), len(messages))
         return messages
+
+    async def _scale(self, full: bool) -> None:
+        if full and self.polls < self.pollers:
+            self.polls += 1
+            async with self._turns:
+                self._turns.notify_all()
+        elif not full and self.polls > 1:
+            self.polls -= 1
 
     def _split(self, messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         if not messages:
@@ -262,7 +285,7 @@ class SqsSource:
         else:
             failed = failed_ids(result, batch.messages, self.fifo)
         keep = [m for m in batch.messages if m["MessageId"] not in failed]
-        self._settle(self._delete(keep))
+        self._delete_soon(keep)
         if failed and self.fifo:
             # The whole group waits on its failed messages: retry them now, in order,
             # rather than after a visibility timeout that holds the group still.
@@ -284,25 +307,47 @@ class SqsSource:
             # Unsettled messages come back after their visibility timeout: never lost.
             log.error("settling messages failed: %s", task.exception())
 
-    async def _delete(self, messages: list[dict[str, Any]]) -> None:
-        for chunk in _chunks(messages):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
-            ]
-            try:
-                response = await self.client.delete_message_batch(
-                    QueueUrl=self.queue_url, Entries=entries
-                )
-            except Exception as exc:
-                # Not deleted: SQS delivers them again (at least once, never lost).
-                log.error("deleting %d messages failed: %s", len(chunk), exc)
-                continue
-            failed = response.get("Failed") or []
-            for entry in failed:
-                log.error("deleting a message failed: %s", entry.get("Message"))
-            self.metrics.inc(
-                "worker_sqs_messages_total", (("outcome", "deleted"),), len(chunk) - len(failed)
+    def _delete_soon(self, messages: list[dict[str, Any]]) -> None:
+        """Delete settled messages, gathering the short batches of concurrent ones.
+
+        Full calls of ten leave at once; a remainder leaves at once too when no delete is
+        under way, else with the next one to finish (one round trip at most), joined by
+        whatever settles meanwhile: small batches share calls instead of each paying one."""
+        self._deletes.extend(messages)
+        while len(self._deletes) >= SQS_MAX:
+            self._settle(self._delete(self._deletes[:SQS_MAX]))
+            del self._deletes[:SQS_MAX]
+        if self._deletes and not self._deleting:
+            self._settle(self._delete(self._deletes))
+            self._deletes = []
+
+    async def _delete(self, chunk: list[dict[str, Any]]) -> None:
+        self._deleting += 1
+        try:
+            await self._delete_batch(chunk)
+        finally:
+            self._deleting -= 1
+            if self._deletes:  # what gathered while this call was under way
+                self._settle(self._delete(self._deletes))
+                self._deletes = []
+
+    async def _delete_batch(self, chunk: list[dict[str, Any]]) -> None:
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
+        self.metrics.inc("worker_sqs_deletes_total")
+        try:
+            response = await self.client.delete_message_batch(
+                QueueUrl=self.queue_url, Entries=entries
             )
+        except Exception as exc:
+            # Not deleted: SQS delivers them again (at least once, never lost).
+            log.error("deleting %d messages failed: %s", len(chunk), exc)
+            return
+        failed = response.get("Failed") or []
+        for entry in failed:
+            log.error("deleting a message failed: %s", entry.get("Message"))
+        self.metrics.inc(
+            "worker_sqs_messages_total", (("outcome", "deleted"),), len(chunk) - len(failed)
+        )
 
     async def _change_visibility(self, messages: list[dict[str, Any]], seconds: int) -> None:
         for chunk in _chunks(messages):
@@ -344,9 +389,11 @@ class SqsSource:
             log.info("released unstarted messages", extra={"fields": {"messages": released}})
 
     async def settled(self, timeout: float = 10.0) -> None:
-        """Wait for the deletions still under way."""
-        if self.settling:
-            await asyncio.wait(list(self.settling), timeout=timeout)
+        """Wait for the deletions still under way (a finishing call may start another)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while self.settling and loop.time() < end:
+            await asyncio.wait(list(self.settling), timeout=end - loop.time())
 
 
 def _chunks(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
