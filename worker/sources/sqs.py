@@ -327,9 +327,11 @@ class SqsSource:
             await self._delete_batch(chunk)
         finally:
             self._deleting -= 1
-            if self._deletes:  # what gathered while this call was under way
-                self._settle(self._delete(self._deletes))
-                self._deletes = []
+        # Not when cancelled (the loop is closing): what is left comes back after its
+        # visibility timeout, as any undeleted message does.
+        if self._deletes:  # what gathered while this call was under way
+            self._settle(self._delete(self._deletes))
+            self._deletes = []
 
     async def _delete_batch(self, chunk: list[dict[str, Any]]) -> None:
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
