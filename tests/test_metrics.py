@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
-from worker.telemetry.metrics import BUCKETS, Metrics, SnapshotStore, merge, render
+import worker
+from worker.telemetry.metrics import BUCKETS, FAMILIES, Metrics, SnapshotStore, merge, render
 
 
 def test_render_prometheus_text() -> None:
@@ -39,3 +41,21 @@ def test_snapshots_merge_across_processes_and_survive_restarts(tmp_path: Path) -
     snap = again.snapshot()
     assert snap["counters"] == {"worker_invocations_total|lane=default": 7.0}
     assert snap["gauges"] == {}
+
+
+def test_every_metric_the_worker_records_has_a_type_and_help() -> None:
+    """A name missing from FAMILIES would render as `untyped` with its name for help."""
+    recorded: set[str] = set()
+    for path in Path(worker.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("inc", "observe", "gauge")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and str(node.args[0].value).startswith("worker_")
+            ):
+                recorded.add(str(node.args[0].value))
+    assert "worker_sqs_receives_total" in recorded  # the scan sees the sources' calls
+    assert sorted(recorded - set(FAMILIES)) == []

@@ -65,6 +65,17 @@ FAMILIES: dict[str, tuple[str, str]] = {
         "counter",
         "Inference requests dropped unrun because their invocation's deadline passed.",
     ),
+    "worker_sqs_receives_total": ("counter", "SQS ReceiveMessage calls (worker sqs)."),
+    "worker_sqs_deletes_total": ("counter", "SQS DeleteMessageBatch calls (worker sqs)."),
+    "worker_sqs_messages_total": (
+        "counter",
+        "SQS messages by outcome: received, deleted, failed, released (worker sqs).",
+    ),
+    "worker_sqs_heartbeats_total": (
+        "counter",
+        "Visibility extensions of batches still running at half their timeout (worker sqs).",
+    ),
+    "worker_sqs_polls": ("gauge", "SQS long polls kept open, at most --pollers per process."),
 }
 
 
