@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from tests.test_supervisor import wait_for
+from worker.aws import Clients
 from worker.jobs import Job
 from worker.sources.sqs import SqsSource, failed_ids, lambda_record
 from worker.telemetry.metrics import Metrics
@@ -256,117 +258,150 @@ def test_records_have_lambdas_sqs_shape() -> None:
     }
 
 
-# -- the source's own policy, against an SQS client whose every call the test answers ----
+# -- the source's own policy: real calls to moto, each held until the test lets it go -----
 
 
-class _HeldSqs:
-    """An aiobotocore SQS client stand-in: each receive and delete waits for the test."""
+class _Call:
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        self.kwargs = kwargs
+        self.gate: asyncio.Future[None] = loop.create_future()
+        self.done: asyncio.Future[Any] = loop.create_future()
 
-    def __init__(self) -> None:
-        self.meta = SimpleNamespace(region_name="us-east-1")
-        self.receives: list[tuple[int, asyncio.Future[list[dict[str, Any]]]]] = []
-        self.deletes: list[tuple[list[str], asyncio.Future[dict[str, Any]]]] = []
-        self.sent = 0
+    async def release(self) -> Any:
+        """Let the call reach moto; its answer, once back."""
+        self.gate.set_result(None)
+        answer = await asyncio.wait_for(asyncio.shield(self.done), 30)
+        await _idle()  # the poller has acted on it and reached its next wait
+        return answer
 
-    async def get(self, service: str) -> _HeldSqs:  # the Clients side
+
+class _Gated:
+    """The process's real SQS client, except that receives and deletes wait for the test."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.receives: list[_Call] = []
+        self.deletes: list[_Call] = []
+
+    async def get(self, service: str) -> _Gated:  # the Clients side
         return self
 
-    async def get_queue_attributes(self, **_: Any) -> dict[str, Any]:
-        return {"Attributes": {"QueueArn": "arn:aws:sqs:us-east-1:1:q", "VisibilityTimeout": "30"}}
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
 
-    async def receive_message(self, MaxNumberOfMessages: int, **_: Any) -> dict[str, Any]:
-        future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
-        self.receives.append((MaxNumberOfMessages, future))
-        return {"Messages": await future}
+    async def _held(self, calls: list[_Call], name: str, kwargs: dict[str, Any]) -> Any:
+        call = _Call(kwargs)
+        calls.append(call)
+        await call.gate
+        answer = await getattr(self.real, name)(**kwargs)
+        call.done.set_result(answer)
+        return answer
 
-    async def delete_message_batch(self, Entries: list[dict[str, str]], **_: Any) -> Any:
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.deletes.append(([e["ReceiptHandle"] for e in Entries], future))
-        return await future
+    async def receive_message(self, **kwargs: Any) -> Any:
+        return await self._held(self.receives, "receive_message", kwargs)
 
-    def open_receives(self) -> list[tuple[int, asyncio.Future[list[dict[str, Any]]]]]:
-        return [r for r in self.receives if not r[1].done()]
+    async def delete_message_batch(self, **kwargs: Any) -> Any:
+        return await self._held(self.deletes, "delete_message_batch", kwargs)
 
-    def answer(self, receive: tuple[int, asyncio.Future[Any]], count: int) -> None:
-        messages = [
-            {"MessageId": f"m{self.sent + i}", "ReceiptHandle": f"r{self.sent + i}", "Body": ""}
-            for i in range(count)
-        ]
-        self.sent += count
-        receive[1].set_result(messages)
+    def held(self, calls: list[_Call]) -> list[_Call]:
+        return [c for c in calls if not c.gate.done()]
 
 
 async def _idle() -> None:
-    """Let every task that can run reach its next wait (no timers are involved)."""
+    """Let every task that can run reach its next wait (nothing here waits on a timer)."""
     for _ in range(20):
         await asyncio.sleep(0)
 
 
-def _source(sqs: _HeldSqs, submit: Any, pollers: int = 3) -> SqsSource:
-    return SqsSource(
-        queue_url="http://127.0.0.1/1/q",
+def _answer_at_once(job: Job) -> bool:
+    job.reply(None, None)
+    return True
+
+
+@contextlib.asynccontextmanager
+async def _gated_source(
+    moto: Any, monkeypatch: Any, url: str, submit: Any, pollers: int
+) -> AsyncIterator[tuple[SqsSource, _Gated]]:
+    for key, value in moto.env.items():
+        monkeypatch.setenv(key, value)
+    clients = Clients()
+    sqs = _Gated(await clients.get("sqs"))
+    source = SqsSource(
+        queue_url=url,
         submit=submit,
         room=100,
         clients=sqs,  # type: ignore[arg-type]
         metrics=Metrics(),
-        batch_size=10,
         pollers=pollers,
+        wait_seconds=0,  # an empty queue answers at once
     )
-
-
-async def test_long_polls_grow_with_full_receives_and_fall_back_to_one() -> None:
-    sqs = _HeldSqs()
-    source = _source(sqs, submit=lambda job: job.reply(None, None) is None)
-    await source.start()
-    await _idle()
-    assert len(sqs.open_receives()) == 1  # nothing known about the queue yet: one long poll
-    sqs.answer(sqs.open_receives()[0], 10)  # full: a backlog, one more poll
-    await _idle()
-    assert len(sqs.open_receives()) == 2
-    for receive in sqs.open_receives():
-        sqs.answer(receive, 10)
-    await _idle()
-    assert len(sqs.open_receives()) == 3  # --pollers 3: the most
-    sqs.answer(sqs.open_receives()[0], 10)
-    await _idle()
-    assert len(sqs.open_receives()) == 3 and source.polls == 3
-    # The queue drains: each short receive retires a poll, down to one, never none.
-    while len(sqs.open_receives()) > 1 or source.polls > 1:
-        sqs.answer(sqs.open_receives()[0], 2)
+    try:
+        await source.start()
         await _idle()
-    assert source.polls == 1 and len(sqs.open_receives()) == 1
-    sqs.answer(sqs.open_receives()[0], 0)  # an empty long poll: still one
-    await _idle()
-    assert source.polls == 1 and len(sqs.open_receives()) == 1
-    await source.stop([])
-    assert not sqs.open_receives()
+        yield source, sqs
+    finally:
+        for call in sqs.held(sqs.receives):
+            call.gate.set_result(None)
+        await source.stop([])
+        await clients.close()
 
 
-async def test_short_batches_share_delete_calls_while_one_is_under_way() -> None:
-    sqs = _HeldSqs()
+async def test_long_polls_grow_with_full_receives_and_fall_back_to_one(moto, monkeypatch) -> None:
+    url = new_queue(moto)
+    send(moto, url, [f"p{i}" for i in range(25)])
+    async with _gated_source(moto, monkeypatch, url, _answer_at_once, 3) as (source, sqs):
+        assert len(sqs.held(sqs.receives)) == 1  # nothing known yet: one long poll
+        assert len((await sqs.held(sqs.receives)[0].release())["Messages"]) == 10  # full
+        assert source.polls == 2 and len(sqs.held(sqs.receives)) == 2
+        assert len((await sqs.held(sqs.receives)[0].release())["Messages"]) == 10  # full
+        assert source.polls == 3 and len(sqs.held(sqs.receives)) == 3  # --pollers 3: the most
+        assert len((await sqs.held(sqs.receives)[0].release())["Messages"]) == 5  # short
+        assert source.polls == 2
+        # The queue is drained: each empty receive retires a poll, down to one, never none.
+        while source.polls > 1 or len(sqs.held(sqs.receives)) > 1:
+            assert "Messages" not in await sqs.held(sqs.receives)[0].release()
+        assert source.polls == 1 and len(sqs.held(sqs.receives)) == 1
+        await sqs.held(sqs.receives)[0].release()
+        assert source.polls == 1 and len(sqs.held(sqs.receives)) == 1
+        while sqs.held(sqs.deletes):
+            await sqs.held(sqs.deletes)[0].release()
+        await source.settled()
+    assert counts(moto, url) == (0, 0)  # all 25 handled and deleted
+
+
+async def test_short_batches_share_delete_calls_while_one_is_under_way(moto, monkeypatch) -> None:
+    url = new_queue(moto)
     jobs: list[Job] = []
-    source = _source(sqs, submit=lambda job: jobs.append(job) is None, pollers=1)
-    await source.start()
-    await _idle()
-    for count in (3, 4, 5, 2):  # four short batches, each received in its own receive
-        sqs.answer(sqs.open_receives()[0], count)
+
+    def take(job: Job) -> bool:  # the test finishes them, one by one
+        jobs.append(job)
+        return True
+
+    async with _gated_source(moto, monkeypatch, url, take, 1) as (source, sqs):
+        for i, count in enumerate((3, 4, 5, 2)):  # four short batches, one per receive
+            send(moto, url, [f"d{i}.{j}" for j in range(count)])
+            await sqs.held(sqs.receives)[0].release()
+        assert [len(job.event["Records"]) for job in jobs] == [3, 4, 5, 2]
+
+        def sizes() -> list[int]:
+            return [len(call.kwargs["Entries"]) for call in sqs.deletes]
+
+        jobs[0].reply(None, None)
         await _idle()
-    jobs[0].reply(None, None)
-    await _idle()
-    assert [len(d[0]) for d in sqs.deletes] == [3]  # none under way: deleted at once
-    jobs[1].reply(None, None)
-    jobs[2].reply(None, None)
-    await _idle()
-    assert [len(d[0]) for d in sqs.deletes] == [3]  # 9 gathered behind the call under way
-    jobs[3].reply(None, None)
-    await _idle()
-    assert [len(d[0]) for d in sqs.deletes] == [3, 10]  # a full call leaves at once
-    sqs.deletes[0][1].set_result({})
-    await _idle()
-    assert [len(d[0]) for d in sqs.deletes] == [3, 10, 1]  # the rest, with the next to finish
-    for _, future in sqs.deletes[1:]:
-        future.set_result({})
-    await source.settled()
-    deleted = [handle for handles, _ in sqs.deletes for handle in handles]
-    assert sorted(deleted) == sorted(f"r{i}" for i in range(14))  # each once, none left
-    await source.stop([])
+        assert sizes() == [3]  # none under way: deleted at once
+        jobs[1].reply(None, None)
+        jobs[2].reply(None, None)
+        await _idle()
+        assert sizes() == [3]  # 9 gathered behind the call under way
+        jobs[3].reply(None, None)
+        await _idle()
+        assert sizes() == [3, 10]  # a full call leaves at once
+        await sqs.deletes[0].release()
+        assert sizes() == [3, 10, 1]  # the rest, with the next call to finish
+        for call in sqs.deletes[1:]:
+            await call.release()
+        await source.settled()
+        handles = [e["ReceiptHandle"] for c in sqs.deletes for e in c.kwargs["Entries"]]
+        assert len(set(handles)) == 14
+    assert counts(moto, url) == (0, 0)  # each deleted once, none left
