@@ -379,29 +379,29 @@ async def test_short_batches_share_delete_calls_while_one_is_under_way(moto, mon
         return True
 
     async with _gated_source(moto, monkeypatch, url, take, 1) as (source, sqs):
-        for i, count in enumerate((3, 4, 5, 2)):  # four short batches, one per receive
+        for i, count in enumerate((3, 4, 5, 6)):  # four short batches, one per receive
             send(moto, url, [f"d{i}.{j}" for j in range(count)])
             await sqs.held(sqs.receives)[0].release()
-        assert [len(job.event["Records"]) for job in jobs] == [3, 4, 5, 2]
+        assert [len(job.event["Records"]) for job in jobs] == [3, 4, 5, 6]
 
         def sizes() -> list[int]:
             return [len(call.kwargs["Entries"]) for call in sqs.deletes]
 
         jobs[0].reply(None, None)
+        jobs[1].reply(None, None)  # in the same turn of the loop
         await _idle()
-        assert sizes() == [3]  # none under way: deleted at once
-        jobs[1].reply(None, None)
+        assert sizes() == [3]  # none under way: at once; the next batch waits behind it
         jobs[2].reply(None, None)
         await _idle()
         assert sizes() == [3]  # 9 gathered behind the call under way
         jobs[3].reply(None, None)
         await _idle()
-        assert sizes() == [3, 10]  # a full call leaves at once
+        assert sizes() == [3, 10]  # 15 gathered: a full call leaves at once
         await sqs.deletes[0].release()
-        assert sizes() == [3, 10, 1]  # the rest, with the next call to finish
+        assert sizes() == [3, 10, 5]  # the rest, with the next call to finish
         for call in sqs.deletes[1:]:
             await call.release()
         await source.settled()
         handles = [e["ReceiptHandle"] for c in sqs.deletes for e in c.kwargs["Entries"]]
-        assert len(set(handles)) == 14
+        assert len(set(handles)) == 18
     assert counts(moto, url) == (0, 0)  # each deleted once, none left

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from worker.aws import Clients
@@ -296,10 +296,11 @@ class SqsSource:
         self.room.release()
         return error.error_type if error is not None else None
 
-    def _settle(self, work: Any) -> None:
+    def _settle(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)
         self.settling.add(task)
         task.add_done_callback(self._settled)
+        return task
 
     def _settled(self, task: asyncio.Task[None]) -> None:
         self.settling.discard(task)
@@ -315,23 +316,25 @@ class SqsSource:
         whatever settles meanwhile: small batches share calls instead of each paying one."""
         self._deletes.extend(messages)
         while len(self._deletes) >= SQS_MAX:
-            self._settle(self._delete(self._deletes[:SQS_MAX]))
+            self._send_deletes(self._deletes[:SQS_MAX])
             del self._deletes[:SQS_MAX]
         if self._deletes and not self._deleting:
-            self._settle(self._delete(self._deletes))
-            self._deletes = []
+            chunk, self._deletes = self._deletes, []
+            self._send_deletes(chunk)
 
-    async def _delete(self, chunk: list[dict[str, Any]]) -> None:
+    def _send_deletes(self, chunk: list[dict[str, Any]]) -> None:
+        # Counted from now, not from when the task first runs: batches settling in this
+        # same turn of the loop must see the call as under way and join the next one.
         self._deleting += 1
-        try:
-            await self._delete_batch(chunk)
-        finally:
-            self._deleting -= 1
-        # Not when cancelled (the loop is closing): what is left comes back after its
-        # visibility timeout, as any undeleted message does.
-        if self._deletes:  # what gathered while this call was under way
-            self._settle(self._delete(self._deletes))
-            self._deletes = []
+        self._settle(self._delete_batch(chunk)).add_done_callback(self._deleted)
+
+    def _deleted(self, task: asyncio.Task[None]) -> None:
+        self._deleting -= 1
+        # Not after a cancelled call (the loop is closing): what is left comes back after
+        # its visibility timeout, as any undeleted message does.
+        if self._deletes and not task.cancelled():  # what gathered while it was under way
+            chunk, self._deletes = self._deletes, []
+            self._send_deletes(chunk)
 
     async def _delete_batch(self, chunk: list[dict[str, Any]]) -> None:
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
