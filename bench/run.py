@@ -178,10 +178,11 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
         "received and deleted), the consumer started and ready before; "
         f"{sqs_summary['method']['rounds']} rounds alternating, medians. Moto's CPU is "
         "reported as cores busy while the flow ran, and per message: both consumers are "
-        "bound by moto (one process, one lock), so the ratio follows the moto calls each "
-        "makes per message (ours: one receive and one DeleteMessageBatch per 10 at best; the "
-        "loop: one receive and ten DeleteMessage), counted in the calls column (ours from "
-        "its metrics, the loop's own count).",
+        "bound by moto (one process, one lock), so the ratio follows what moto charges each "
+        "per message: its calls (ours: one receive and one DeleteMessageBatch per 10 at "
+        "best; the loop: one receive and ten DeleteMessage), counted in the calls column "
+        "(ours from its metrics, the loop's own count), and the queue it leaves behind "
+        "(moto's receive scans the whole queue for every message it hands out).",
         "",
         sqs.table(sqs_summary),
         "",
