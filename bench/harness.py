@@ -223,6 +223,13 @@ def python() -> str:
     return sys.executable
 
 
+def worker_metrics(port: int) -> str:
+    """Our server's `/_worker/metrics` text (every worker process's figures, merged)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_worker/metrics", timeout=5) as r:
+        text: str = r.read().decode()
+    return text
+
+
 def worker_argv(command: str, handler: str, port: int, *flags: str) -> list[str]:
     """Our server: `python -m worker COMMAND HANDLER --port PORT FLAGS…`."""
     return [python(), "-m", "worker", command, handler, "--port", str(port), *flags]

@@ -20,7 +20,6 @@ import argparse
 import csv
 import re
 import subprocess
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from bench.harness import (
     server,
     uvicorn_argv,
     worker_argv,
+    worker_metrics,
 )
 
 #: A server to run a scenario against: its label, its command line for a port, extra
@@ -112,8 +112,7 @@ def run(user: str, target: Target, seconds: float, users: int, out: Path) -> lis
         )
         metrics = ""
         if ready == "/_worker/ready":
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_worker/metrics", timeout=5) as r:
-                metrics = r.read().decode()
+            metrics = worker_metrics(port)
     rows: list[dict[str, Any]] = [{"metrics": batch_sizes(metrics)}] if "model=" in metrics else []
     with open(f"{prefix}_stats.csv") as f:
         for row in csv.DictReader(f):

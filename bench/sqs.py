@@ -27,7 +27,6 @@ import resource
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -46,6 +45,7 @@ from bench.harness import (
     server,
     tree_cpu_seconds,
     worker_argv,
+    worker_metrics,
 )
 from worker.config import cores
 
@@ -119,7 +119,7 @@ def calls_made(port: int, count: int) -> int:
     has published the deletion of all `count` messages (snapshots are written each tick)."""
     end = time.monotonic() + 10
     while True:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/_worker/metrics").read().decode()
+        text = worker_metrics(port)
         figures = {
             name: float(value)
             for name, value in re.findall(r"^(worker_sqs_\S+) (\S+)$", text, re.MULTILINE)

@@ -318,9 +318,8 @@ class SqsSource:
         while len(self._deletes) >= SQS_MAX:
             self._send_deletes(self._deletes[:SQS_MAX])
             del self._deletes[:SQS_MAX]
-        if self._deletes and not self._deleting:
-            chunk, self._deletes = self._deletes, []
-            self._send_deletes(chunk)
+        if not self._deleting:
+            self._send_gathered()
 
     def _send_deletes(self, chunk: list[dict[str, Any]]) -> None:
         # Counted from now, not from when the task first runs: batches settling in this
@@ -332,7 +331,11 @@ class SqsSource:
         self._deleting -= 1
         # Not after a cancelled call (the loop is closing): what is left comes back after
         # its visibility timeout, as any undeleted message does.
-        if self._deletes and not task.cancelled():  # what gathered while it was under way
+        if not task.cancelled():
+            self._send_gathered()  # what gathered while it was under way
+
+    def _send_gathered(self) -> None:
+        if self._deletes:
             chunk, self._deletes = self._deletes, []
             self._send_deletes(chunk)
 
