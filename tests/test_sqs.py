@@ -7,13 +7,14 @@ import contextlib
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from tests.test_supervisor import wait_for
 from worker.aws import Clients
 from worker.jobs import Job
+from worker.sources.pollgate import PollGate
 from worker.sources.sqs import SqsSource, failed_ids, lambda_record
 from worker.telemetry.metrics import Metrics
 
@@ -308,6 +309,15 @@ class _Gated:
         return [c for c in calls if not c.gate.done()]
 
 
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll, on the loop, for the state that proves a step happened (bounded)."""
+    end = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
 async def _idle() -> None:
     """Let every task that can run reach its next wait (nothing here waits on a timer)."""
     for _ in range(20):
@@ -321,7 +331,13 @@ def _answer_at_once(job: Job) -> bool:
 
 @contextlib.asynccontextmanager
 async def _gated_source(
-    moto: Any, monkeypatch: Any, url: str, submit: Any, pollers: int
+    moto: Any,
+    monkeypatch: Any,
+    url: str,
+    submit: Any,
+    pollers: int,
+    gate: PollGate | None = None,
+    slots: int = 100,
 ) -> AsyncIterator[tuple[SqsSource, _Gated]]:
     for key, value in moto.env.items():
         monkeypatch.setenv(key, value)
@@ -335,6 +351,8 @@ async def _gated_source(
         metrics=Metrics(),
         pollers=pollers,
         wait_seconds=0,  # an empty queue answers at once
+        slots=slots,
+        gate=gate,
     )
     try:
         await source.start()
@@ -405,3 +423,78 @@ async def test_short_batches_share_delete_calls_while_one_is_under_way(moto, mon
         handles = [e["ReceiptHandle"] for c in sqs.deletes for e in c.kwargs["Entries"]]
         assert len(set(handles)) == 18
     assert counts(moto, url) == (0, 0)  # each deleted once, none left
+
+
+async def test_a_drained_queue_has_one_long_poll_for_the_whole_service(
+    moto, monkeypatch, tmp_path
+) -> None:
+    url = new_queue(moto)
+    lock = str(tmp_path / "sqs-poll.lock")
+    async with contextlib.AsyncExitStack() as stack:
+        sources = [  # two worker processes of one service, each with its own open file
+            await stack.enter_async_context(
+                _gated_source(moto, monkeypatch, url, _answer_at_once, 2, gate=PollGate(lock))
+            )
+            for _ in range(2)
+        ]
+
+        def open_polls() -> list[_Call]:
+            return [call for _, sqs in sources for call in sqs.held(sqs.receives)]
+
+        assert len(open_polls()) == 1  # nothing known yet: one quiet poll, not one each
+        holder = next(source for source, sqs in sources if sqs.held(sqs.receives))
+        assert holder.gate is not None and holder.gate.held
+        send(moto, url, [f"g{i}" for i in range(25)])
+        assert len((await open_polls()[0].release())["Messages"]) == 10  # full: a backlog
+        other, sqs_other = next((s, q) for s, q in sources if s is not holder)
+        # The holder polls without the gate now (two polls: it grew), and the other process
+        # takes the gate it left: the backlog spreads over both.
+        await until(lambda: len(sqs_other.held(sqs_other.receives)) == 1, "the other's poll")
+        assert other.gate is not None and other.gate.held
+        assert holder.polls == 2 and not holder.quiet and len(open_polls()) == 3
+        # Drain it: each short or empty receive makes its process quiet again, down to one
+        # long poll for the service.
+        while len(open_polls()) > 1 or not all(s.quiet for s, _ in sources):
+            await open_polls()[0].release()
+            await until(lambda: bool(open_polls()), "a poll open")
+        assert [s.polls for s, _ in sources] == [1, 1]
+        assert sum(bool(s.gate and s.gate.held) for s, _ in sources) == 1
+        for source, sqs in sources:
+            while sqs.held(sqs.deletes):
+                await sqs.held(sqs.deletes)[0].release()
+            await source.settled()
+    assert counts(moto, url) == (0, 0)  # all 25 handled and deleted
+
+
+async def test_a_process_with_every_slot_busy_polls_without_the_gate(
+    moto, monkeypatch, tmp_path
+) -> None:
+    url = new_queue(moto)
+    lock = str(tmp_path / "sqs-poll.lock")
+    jobs: list[Job] = []
+
+    def take(job: Job) -> bool:  # the test finishes it
+        jobs.append(job)
+        return True
+
+    async with contextlib.AsyncExitStack() as stack:
+        busy, sqs_busy = await stack.enter_async_context(
+            _gated_source(moto, monkeypatch, url, take, 1, gate=PollGate(lock), slots=1)
+        )
+        idle, sqs_idle = await stack.enter_async_context(
+            _gated_source(moto, monkeypatch, url, _answer_at_once, 1, gate=PollGate(lock))
+        )
+        assert len(sqs_busy.held(sqs_busy.receives)) == 1 and not sqs_idle.held(sqs_idle.receives)
+        send(moto, url, ["slow"])
+        assert len((await sqs_busy.held(sqs_busy.receives)[0].release())["Messages"]) == 1
+        # Short, so quiet; but its one slot is busy: it polls for its queued places without
+        # the gate, and the other process, with free slots, takes the quiet poll.
+        assert busy.quiet and len(jobs) == 1 and len(sqs_busy.held(sqs_busy.receives)) == 1
+        await until(lambda: len(sqs_idle.held(sqs_idle.receives)) == 1, "the idle one's poll")
+        assert idle.gate is not None and idle.gate.held
+        assert busy.gate is not None and not busy.gate.held
+        jobs[0].reply(None, None)
+        await _idle()
+        await sqs_busy.held(sqs_busy.deletes)[0].release()
+        await busy.settled()
+    assert counts(moto, url) == (0, 0)

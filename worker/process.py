@@ -25,6 +25,7 @@ from worker.lanes import Lane, Lanes
 from worker.pool import Pool
 from worker.profiles import MARATHON, SPRINTER, Profiles, parse_overrides
 from worker.sources.http import Front, HttpProtocol
+from worker.sources.pollgate import PollGate
 from worker.sources.runtime_api import RuntimeApiSource
 from worker.sources.sqs import SqsSource
 from worker.telemetry import logs
@@ -192,6 +193,8 @@ class WorkerProcess:
             pollers=cfg.pollers,
             wait_seconds=cfg.wait_seconds,
             visibility_timeout=cfg.visibility_timeout,
+            slots=sum(lane.slots for lane in lanes.all),
+            gate=PollGate(os.path.join(self.root, "sqs-poll.lock")),
         )
         try:
             await source.start()

@@ -8,7 +8,9 @@ while the next long poll is under way); with no room, nobody polls. How many of 
 scales its pollers: one more after a receive that came back full (a backlog), one fewer
 after one that came back short (the queue is drained), never fewer than one. On a
 drained queue, extra long polls only split each arrival into smaller receives: more
-requests (SQS bills per request) and more deletes for the same messages. Messages reach the
+requests (SQS bills per request) and more deletes for the same messages; so a process
+whose last receive came back short polls only through the service's gate (`pollgate`):
+one long poll for the whole service while the queue is drained. Messages reach the
 handler in Lambda's SQS event shape, so a handler written for an event source mapping
 runs unchanged, and its result settles them as Lambda does:
 
@@ -37,6 +39,7 @@ from typing import Any
 from worker.aws import Clients
 from worker.errors import LambdaError
 from worker.jobs import Job
+from worker.sources.pollgate import PollGate
 from worker.telemetry.metrics import Metrics
 
 log = logging.getLogger("worker.sqs")
@@ -129,6 +132,8 @@ class SqsSource:
         pollers: int = 2,
         wait_seconds: int = 20,
         visibility_timeout: int = 0,
+        slots: int = 0,
+        gate: PollGate | None = None,
     ) -> None:
         self.queue_url = queue_url
         self.submit = submit
@@ -141,6 +146,9 @@ class SqsSource:
         self.fifo = queue_url.endswith(".fifo")
         self.room = asyncio.Semaphore(max(1, room))  # batches this process can take now
         self.polls = 1  # pollers with a long poll open now (see the module's text)
+        self.slots = slots  # the process's slots: with all busy, it polls without the gate
+        self.gate = gate  # the service's one quiet long poll (see `pollgate`)
+        self.quiet = True  # the last receive came back short: poll through the gate
         self._turns = asyncio.Condition()  # dormant pollers wait here for `polls` to grow
         self.stopping = False
         self.batches: dict[str, _Batch] = {}  # request id -> batch
@@ -193,7 +201,7 @@ class SqsSource:
                 taken += 1
             try:
                 asked = min(SQS_MAX, taken * self.batch_size)
-                messages = await self._receive(asked)
+                messages = await self._gated_receive(asked)
             except asyncio.CancelledError:
                 self._give_back(taken)
                 raise
@@ -205,11 +213,22 @@ class SqsSource:
                 await asyncio.sleep(delay)
                 continue
             failures = 0
-            await self._scale(full=len(messages) == asked)
+            self.quiet = len(messages) < asked
+            await self._scale(full=not self.quiet)
             batches = self._split(messages)
             self._give_back(taken - len(batches))
             for batch in batches:
                 self._start(batch)
+
+    async def _gated_receive(self, count: int) -> list[dict[str, Any]]:
+        gate = self.gate
+        if gate is None or not self.quiet or len(self.batches) >= self.slots:
+            return await self._receive(count)
+        await gate.acquire()
+        try:
+            return await self._receive(count)
+        finally:
+            gate.release()
 
     async def _receive(self, count: int) -> list[dict[str, Any]]:
         self.metrics.inc("worker_sqs_receives_total")
@@ -380,6 +399,8 @@ class SqsSource:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks)
+        if self.gate is not None:
+            self.gate.close()
         released = 0
         for job in unstarted:
             batch = self.batches.pop(job.request_id, None)
