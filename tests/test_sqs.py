@@ -367,13 +367,18 @@ async def _gated_source(
 
 async def test_long_polls_grow_with_full_receives_and_fall_back_to_one(moto, monkeypatch) -> None:
     url = new_queue(moto)
-    send(moto, url, [f"p{i}" for i in range(25)])
+    send(moto, url, [f"p{i}" for i in range(45)])
     async with _gated_source(moto, monkeypatch, url, _answer_at_once, 3) as (source, sqs):
         assert len(sqs.held(sqs.receives)) == 1  # nothing known yet: one long poll
         assert len((await sqs.held(sqs.receives)[0].release())["Messages"]) == 10  # full
-        assert source.polls == 2 and len(sqs.held(sqs.receives)) == 2
-        assert len((await sqs.held(sqs.receives)[0].release())["Messages"]) == 10  # full
+        # One full receive may be one SendMessageBatch of ten, all there is: still one.
+        assert source.polls == 1 and len(sqs.held(sqs.receives)) == 1
+        assert len((await sqs.held(sqs.receives)[0].release())["Messages"]) == 10  # again
+        assert source.polls == 2 and len(sqs.held(sqs.receives)) == 2  # a backlog: one more
+        assert len((await sqs.held(sqs.receives)[0].release())["Messages"]) == 10
         assert source.polls == 3 and len(sqs.held(sqs.receives)) == 3  # --pollers 3: the most
+        assert len((await sqs.held(sqs.receives)[0].release())["Messages"]) == 10
+        assert source.polls == 3 and len(sqs.held(sqs.receives)) == 3
         assert len((await sqs.held(sqs.receives)[0].release())["Messages"]) == 5  # short
         assert source.polls == 2
         # The queue is drained: each empty receive retires a poll, down to one, never none.
@@ -385,7 +390,7 @@ async def test_long_polls_grow_with_full_receives_and_fall_back_to_one(moto, mon
         while sqs.held(sqs.deletes):
             await sqs.held(sqs.deletes)[0].release()
         await source.settled()
-    assert counts(moto, url) == (0, 0)  # all 25 handled and deleted
+    assert counts(moto, url) == (0, 0)  # all 45 handled and deleted
 
 
 async def test_short_batches_share_delete_calls_while_one_is_under_way(moto, monkeypatch) -> None:
@@ -444,8 +449,10 @@ async def test_a_drained_queue_has_one_long_poll_for_the_whole_service(
         assert len(open_polls()) == 1  # nothing known yet: one quiet poll, not one each
         holder = next(source for source, sqs in sources if sqs.held(sqs.receives))
         assert holder.gate is not None and holder.gate.held
-        send(moto, url, [f"g{i}" for i in range(25)])
-        assert len((await open_polls()[0].release())["Messages"]) == 10  # full: a backlog
+        send(moto, url, [f"g{i}" for i in range(35)])
+        assert len((await open_polls()[0].release())["Messages"]) == 10  # full
+        assert len(open_polls()) == 1 and holder.quiet  # it may have been all there was
+        assert len((await open_polls()[0].release())["Messages"]) == 10  # full again: a backlog
         other, sqs_other = next((s, q) for s, q in sources if s is not holder)
         # The holder polls without the gate now (two polls: it grew), and the other process
         # takes the gate it left: the backlog spreads over both.
@@ -463,7 +470,7 @@ async def test_a_drained_queue_has_one_long_poll_for_the_whole_service(
             while sqs.held(sqs.deletes):
                 await sqs.held(sqs.deletes)[0].release()
             await source.settled()
-    assert counts(moto, url) == (0, 0)  # all 25 handled and deleted
+    assert counts(moto, url) == (0, 0)  # all 35 handled and deleted
 
 
 async def test_a_process_with_every_slot_busy_polls_without_the_gate(

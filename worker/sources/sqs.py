@@ -5,12 +5,14 @@ ask only for what the process has room for: each batch of up to `--batch-size` m
 needs a free place (a slot, or one of the lane's queued places that keep slots busy
 while the next long poll is under way); with no room, nobody polls. How many of the
 `--pollers` keep a long poll open follows the queue, as Lambda's event source mapping
-scales its pollers: one more after a receive that came back full (a backlog), one fewer
-after one that came back short (the queue is drained), never fewer than one. On a
-drained queue, extra long polls only split each arrival into smaller receives: more
-requests (SQS bills per request) and more deletes for the same messages; so a process
-whose last receive came back short polls only through the service's gate (`pollgate`):
-one long poll for the whole service while the queue is drained. Messages reach the
+scales its pollers: one more after a backlog (a receive that came back full right after
+another full one; a single full one may be one `SendMessageBatch` of ten, which one poll
+takes whole), one fewer after a receive that came back short (the queue is drained),
+never fewer than one. On a drained queue, extra long polls only split each arrival into
+smaller receives: more requests (SQS bills per request) and more deletes for the same
+messages; so a process whose last receive showed no backlog polls only through the
+service's gate (`pollgate`): one long poll for the whole service while the queue is
+drained. Messages reach the
 handler in Lambda's SQS event shape, so a handler written for an event source mapping
 runs unchanged, and its result settles them as Lambda does:
 
@@ -148,7 +150,8 @@ class SqsSource:
         self.polls = 1  # pollers with a long poll open now (see the module's text)
         self.slots = slots  # the process's slots: with all busy, it polls without the gate
         self.gate = gate  # the service's one quiet long poll (see `pollgate`)
-        self.quiet = True  # the last receive came back short: poll through the gate
+        self.quiet = True  # the last receive showed no backlog: poll through the gate
+        self._full = False  # the last receive came back full
         self._turns = asyncio.Condition()  # dormant pollers wait here for `polls` to grow
         self.stopping = False
         self.batches: dict[str, _Batch] = {}  # request id -> batch
@@ -213,8 +216,13 @@ class SqsSource:
                 await asyncio.sleep(delay)
                 continue
             failures = 0
-            self.quiet = len(messages) < asked
-            await self._scale(full=not self.quiet)
+            full = len(messages) == asked
+            # A backlog is a full receive right after another one: a single full one may
+            # be one SendMessageBatch of ten, taken whole by this poll, which more polls
+            # would only split.
+            backlog, self._full = full and self._full, full
+            self.quiet = not backlog
+            await self._scale(backlog=backlog, short=not full)
             batches = self._split(messages)
             self._give_back(taken - len(batches))
             for batch in batches:
@@ -245,12 +253,12 @@ class SqsSource:
         self.metrics.inc("worker_sqs_messages_total", (("outcome", "received"),), len(messages))
         return messages
 
-    async def _scale(self, full: bool) -> None:
-        if full and self.polls < self.pollers:
+    async def _scale(self, backlog: bool, short: bool) -> None:
+        if backlog and self.polls < self.pollers:
             self.polls += 1
             async with self._turns:
                 self._turns.notify_all()
-        elif not full and self.polls > 1:
+        elif short and self.polls > 1:
             self.polls -= 1
 
     def _split(self, messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
