@@ -505,3 +505,18 @@ async def test_a_process_with_every_slot_busy_polls_without_the_gate(
         await sqs_busy.held(sqs_busy.deletes)[0].release()
         await busy.settled()
     assert counts(moto, url) == (0, 0)
+
+
+async def test_an_unusable_gate_leaves_the_process_polling(moto, monkeypatch, tmp_path) -> None:
+    url = new_queue(moto)
+    send(moto, url, ["still polled"])
+    gate = PollGate(str(tmp_path / "gone" / "sqs-poll.lock"))  # its directory is not there
+    async with _gated_source(moto, monkeypatch, url, _answer_at_once, 1, gate=gate) as (
+        source,
+        sqs,
+    ):
+        assert source.gate is None and len(sqs.held(sqs.receives)) == 1
+        assert len((await sqs.held(sqs.receives)[0].release())["Messages"]) == 1
+        await sqs.held(sqs.deletes)[0].release()
+        await source.settled()
+    assert counts(moto, url) == (0, 0)

@@ -232,7 +232,12 @@ class SqsSource:
         gate = self.gate
         if gate is None or not self.quiet or len(self.batches) >= self.slots:
             return await self._receive(count)
-        await gate.acquire()
+        try:
+            await gate.acquire()
+        except OSError as exc:  # its file cannot be opened: poll as if each process were alone
+            log.warning("the service's SQS poll gate is unusable (%s); polling without it", exc)
+            self.gate = None
+            return await self._receive(count)
         try:
             return await self._receive(count)
         finally:
