@@ -4,7 +4,7 @@ Each worker process of `worker sqs` keeps its own long polls (see `worker.source
 which is what a backlog needs. On a drained queue, though, every process would keep at
 least one long poll open and split each arrival between them: more, smaller receives (SQS
 bills per request) and more delete calls for the same messages. A process whose last
-receive came back short therefore polls only while it holds this gate, an exclusive
+receive showed no backlog therefore polls only while it holds this gate, an exclusive
 `flock` on one file in the service's scratch root. A process with a backlog, or with
 every slot busy, polls without it, so work still spreads over every process.
 
