@@ -284,6 +284,7 @@ class _Gated:
         self.real = real
         self.receives: list[_Call] = []
         self.deletes: list[_Call] = []
+        self.tamper: Callable[[Any], None] | None = None  # alters moto's next receive answer
 
     async def get(self, service: str) -> _Gated:  # the Clients side
         return self
@@ -300,7 +301,11 @@ class _Gated:
         return answer
 
     async def receive_message(self, **kwargs: Any) -> Any:
-        return await self._held(self.receives, "receive_message", kwargs)
+        answer = await self._held(self.receives, "receive_message", kwargs)
+        if self.tamper is not None:
+            self.tamper(answer)
+            self.tamper = None
+        return answer
 
     async def delete_message_batch(self, **kwargs: Any) -> Any:
         return await self._held(self.deletes, "delete_message_batch", kwargs)
@@ -520,3 +525,20 @@ async def test_an_unusable_gate_leaves_the_process_polling(moto, monkeypatch, tm
         await sqs.held(sqs.deletes)[0].release()
         await source.settled()
     assert counts(moto, url) == (0, 0)
+
+
+async def test_a_message_without_a_receipt_handle_is_skipped_and_polling_goes_on(
+    moto, monkeypatch
+) -> None:
+    url = new_queue(moto)
+    send(moto, url, ["a", "b", "c"])
+    async with _gated_source(moto, monkeypatch, url, _answer_at_once, 1) as (source, sqs):
+        # As if SQS had sent what it never sends: nothing could delete or release it.
+        sqs.tamper = lambda answer: answer["Messages"][0].pop("ReceiptHandle")
+        assert len((await sqs.held(sqs.receives)[0].release())["Messages"]) == 3
+        assert len(sqs.held(sqs.receives)) == 1  # the only poller lives: its next poll is open
+        await sqs.held(sqs.deletes)[0].release()
+        await source.settled()
+        assert len(sqs.deletes[0].kwargs["Entries"]) == 2  # the other two ran and were deleted
+        assert source.metrics.counters["worker_sqs_messages_total|outcome=unusable"] == 1
+    assert counts(moto, url) == (0, 1)  # the skipped one waits out its visibility timeout

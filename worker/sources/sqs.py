@@ -256,7 +256,15 @@ class SqsSource:
         )
         messages: list[dict[str, Any]] = response.get("Messages", [])
         self.metrics.inc("worker_sqs_messages_total", (("outcome", "received"),), len(messages))
-        return messages
+        usable = [m for m in messages if m.get("MessageId") and m.get("ReceiptHandle")]
+        if len(usable) < len(messages):
+            # Nothing can settle a message without these (SQS always sends both): left
+            # alone, it comes back after its visibility timeout. Passing it on would end
+            # this poller, and with one poll open, the process's consuming.
+            skipped = len(messages) - len(usable)
+            log.error("skipped %d SQS messages without a MessageId or ReceiptHandle", skipped)
+            self.metrics.inc("worker_sqs_messages_total", (("outcome", "unusable"),), skipped)
+        return usable
 
     async def _scale(self, backlog: bool, short: bool) -> None:
         if backlog and self.polls < self.pollers:

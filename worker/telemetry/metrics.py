@@ -69,7 +69,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "worker_sqs_deletes_total": ("counter", "SQS DeleteMessageBatch calls (worker sqs)."),
     "worker_sqs_messages_total": (
         "counter",
-        "SQS messages by outcome: received, deleted, failed, released (worker sqs).",
+        "SQS messages by outcome: received, deleted, failed, released, unusable (worker sqs).",
     ),
     "worker_sqs_heartbeats_total": (
         "counter",
