@@ -75,7 +75,11 @@ FAMILIES: dict[str, tuple[str, str]] = {
         "counter",
         "Visibility extensions of batches still running at half their timeout (worker sqs).",
     ),
-    "worker_sqs_polls": ("gauge", "SQS long polls kept open, at most --pollers per process."),
+    "worker_sqs_polls": (
+        "gauge",
+        "SQS pollers active, 1 to --pollers per process; on a drained queue only the holder "
+        "of the service's poll gate has its long poll open (worker sqs).",
+    ),
 }
 
 
