@@ -4,21 +4,24 @@ import os
 import time
 from pathlib import Path
 
-from worker.context import ClientContext, CognitoIdentity, LambdaContext
+from worker.context import ClientContext, CognitoIdentity, Function, LambdaContext
 
 
 def make(tmp_path: Path, deadline: float) -> LambdaContext:
-    return LambdaContext(
-        request_id="rid",
-        deadline=deadline,
-        function_name="fn",
-        function_version="$LATEST",
-        invoked_function_arn="arn:aws:lambda:us-east-1:000000000000:function:fn",
+    function = Function(
+        name="fn",
+        version="$LATEST",
+        arn="arn:aws:lambda:us-east-1:000000000000:function:fn",
         memory_limit_in_mb="128",
         log_group_name="/aws/lambda/fn",
         log_stream_name="stream",
-        lane="default",
         worker_tmp=str(tmp_path),
+    )
+    return LambdaContext(
+        function,
+        "rid",
+        deadline,
+        "default",
         identity=CognitoIdentity("id", "pool"),
         client_context=ClientContext.from_json(
             {"client": {"installation_id": "i"}, "custom": {"a": 1}, "env": {"b": 2}}
@@ -46,3 +49,19 @@ def test_tmp_is_private_lazy_and_removed(tmp_path: Path) -> None:
     Path(scratch, "sub", "f").write_text("x")
     ctx.close()
     assert not os.path.exists(scratch)
+
+
+def test_shared_attributes_come_from_the_function(tmp_path: Path) -> None:
+    ctx = make(tmp_path, time.time() + 2)
+    assert (ctx.function_name, ctx.function_version, ctx.memory_limit_in_mb) == (
+        "fn",
+        "$LATEST",
+        "128",
+    )
+    assert (ctx.log_group_name, ctx.log_stream_name) == ("/aws/lambda/fn", "stream")
+    assert ctx.invoked_function_arn == "arn:aws:lambda:us-east-1:000000000000:function:fn"
+    called = LambdaContext(ctx._function, "rid2", 0.0, "default", invoked_function_arn="arn:x")
+    assert called.invoked_function_arn == "arn:x"
+    # No identity from the caller: Lambda's empty one, both fields None.
+    assert called.identity.cognito_identity_id is None
+    assert called.identity.cognito_identity_pool_id is None

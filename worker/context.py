@@ -61,28 +61,59 @@ class ClientContext:
         return cls(data) if isinstance(data, dict) else None
 
 
+class Function:
+    """What every invocation of one process shares: the function's names, its memory, its
+    log group and stream, and the process's scratch directory (built once, not per call)."""
+
+    __slots__ = (
+        "arn",
+        "log_group_name",
+        "log_stream_name",
+        "memory_limit_in_mb",
+        "name",
+        "version",
+        "worker_tmp",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: str,
+        arn: str,
+        memory_limit_in_mb: str,
+        log_group_name: str,
+        log_stream_name: str,
+        worker_tmp: str,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.arn = arn
+        self.memory_limit_in_mb = memory_limit_in_mb
+        self.log_group_name = log_group_name
+        self.log_stream_name = log_stream_name
+        self.worker_tmp = worker_tmp
+
+
 class LambdaContext:
     """What `handler(event, context)` gets. Safe to read from any thread.
 
     `tmp` is created on first use (most invocations never touch it) and removed with
-    everything in it when the invocation ends. `deadline` is epoch seconds.
+    everything in it when the invocation ends. `deadline` is epoch seconds. What every
+    invocation of the process shares is read from its `Function`: a context costs a few
+    stores per invocation, not one per attribute.
     """
 
     __slots__ = (
+        "_function",
+        "_identity",
         "_tmp",
-        "_worker_tmp",
         "aws_request_id",
         "client_context",
         "deadline",
-        "function_name",
-        "function_version",
-        "identity",
         "invoked_function_arn",
         "kind",
         "lane",
-        "log_group_name",
-        "log_stream_name",
-        "memory_limit_in_mb",
         "params",
         "route",
         "tenant_id",
@@ -91,44 +122,60 @@ class LambdaContext:
 
     def __init__(
         self,
-        *,
+        function: Function,
         request_id: str,
         deadline: float,
-        function_name: str,
-        function_version: str,
-        invoked_function_arn: str,
-        memory_limit_in_mb: str,
-        log_group_name: str,
-        log_stream_name: str,
         lane: str,
-        worker_tmp: str,
         identity: CognitoIdentity | None = None,
         client_context: ClientContext | None = None,
         trace_id: str | None = None,
         tenant_id: str | None = None,
         kind: str | None = None,
         route: str = "",
+        invoked_function_arn: str | None = None,
     ) -> None:
+        self._function = function
         self.aws_request_id = request_id
         self.deadline = deadline
-        self.function_name = function_name
-        self.function_version = function_version
-        self.invoked_function_arn = invoked_function_arn
-        self.memory_limit_in_mb = memory_limit_in_mb
-        self.log_group_name = log_group_name
-        self.log_stream_name = log_stream_name
         self.lane = lane
-        self.identity = identity or CognitoIdentity()
+        self._identity = identity
         self.client_context = client_context
         self.trace_id = trace_id
         self.tenant_id = tenant_id
         self.kind = kind  # what the classifier made of the event (None: not classified)
         self.route = route
+        self.invoked_function_arn = invoked_function_arn or function.arn
         # Path parameters, when a Router matched a template (a shared empty mapping until
         # then: no dict built per invocation).
         self.params: Mapping[str, str] = NO_PARAMS
-        self._worker_tmp = worker_tmp
         self._tmp: str | None = None
+
+    @property
+    def function_name(self) -> str:
+        return self._function.name
+
+    @property
+    def function_version(self) -> str:
+        return self._function.version
+
+    @property
+    def memory_limit_in_mb(self) -> str:
+        return self._function.memory_limit_in_mb
+
+    @property
+    def log_group_name(self) -> str:
+        return self._function.log_group_name
+
+    @property
+    def log_stream_name(self) -> str:
+        return self._function.log_stream_name
+
+    @property
+    def identity(self) -> CognitoIdentity:
+        """The caller's Cognito identity (both fields None when there is none)."""
+        if self._identity is None:
+            self._identity = CognitoIdentity()
+        return self._identity
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - time.time()) * 1000))
@@ -136,7 +183,7 @@ class LambdaContext:
     @property
     def tmp(self) -> str:
         if self._tmp is None:
-            self._tmp = scratch.invocation_dir(self._worker_tmp)
+            self._tmp = scratch.invocation_dir(self._function.worker_tmp)
         return self._tmp
 
     def infer(self, name: str, item: Any) -> Any:
@@ -156,8 +203,9 @@ class LambdaContext:
 
     def close(self) -> None:
         """End of the invocation: its scratch directory goes, whatever is in it."""
-        scratch.remove(self._tmp)
-        self._tmp = None
+        if self._tmp is not None:
+            scratch.remove(self._tmp)
+            self._tmp = None
 
     def __repr__(self) -> str:
         return f"LambdaContext(aws_request_id={self.aws_request_id!r}, lane={self.lane!r})"

@@ -14,7 +14,7 @@ from typing import Any
 
 from worker import aws
 from worker.config import Config
-from worker.context import LambdaContext
+from worker.context import Function, LambdaContext
 from worker.errors import LambdaError, from_exception, timed_out
 from worker.handler import Handler, HandlerFn
 from worker.inference import registry
@@ -105,10 +105,15 @@ class Pool:
         self.stuck = 0  # slots waiting on the thread of a timed-out sync handler
         self._on_stuck: Callable[[], None] | None = None
         self._stats = {lane.name: metrics.lane(lane.name) for lane in lanes.all}
-        self._arn = f"arn:aws:lambda:{config.region}:000000000000:function:{config.function_name}"
-        self._log_group = f"/aws/lambda/{config.function_name}"
-        self._log_stream = f"runtime-worker/{config.function_version}"
-        self._memory = str(config.memory_mb or 0)
+        self.function = Function(
+            name=config.function_name,
+            version=config.function_version,
+            arn=f"arn:aws:lambda:{config.region}:000000000000:function:{config.function_name}",
+            memory_limit_in_mb=str(config.memory_mb or 0),
+            log_group_name=f"/aws/lambda/{config.function_name}",
+            log_stream_name=f"runtime-worker/{config.function_version}",
+            worker_tmp=worker_tmp,
+        )
         for lane in lanes.all:
             labels = (("lane", lane.name),)
             metrics.gauge("worker_in_flight", labels, _reader(lane, "in_flight"))
@@ -185,33 +190,25 @@ class Pool:
                 return
             await self._invoke(job, slot)
 
-    def _context(self, job: Job, deadline: float, lane: str) -> LambdaContext:
-        cfg = self.config
-        return LambdaContext(
-            request_id=job.request_id,
-            deadline=deadline,
-            function_name=cfg.function_name,
-            function_version=cfg.function_version,
-            invoked_function_arn=job.invoked_arn or self._arn,
-            memory_limit_in_mb=self._memory,
-            log_group_name=self._log_group,
-            log_stream_name=self._log_stream,
-            lane=lane,
-            worker_tmp=self.worker_tmp,
-            identity=job.identity,
-            client_context=job.client_context,
-            trace_id=job.trace_id,
-            tenant_id=job.tenant_id,
-            kind=job.kind,
-            route=job.route,
-        )
-
     async def _invoke(self, job: Job, slot: Slot) -> None:
         lane = slot.lane
         started = time.time()
         deadline = job.deadline or started + self.config.timeout
         budget = deadline - started
-        ctx = self._context(job, deadline, lane.name)
+        # Positional: this runs for every invocation (see LambdaContext's signature).
+        ctx = LambdaContext(
+            self.function,
+            job.request_id,
+            deadline,
+            lane.name,
+            job.identity,
+            job.client_context,
+            job.trace_id,
+            job.tenant_id,
+            job.kind,
+            job.route,
+            job.invoked_arn,
+        )
         token = request_id.set(job.request_id)
         lane.in_flight += 1
         clock = time.perf_counter()
@@ -302,10 +299,10 @@ class Pool:
         seconds = time.perf_counter() - clock
         slot.stats.record(seconds, error_type)
         self.lanes.observe(job, seconds)
-        self.finished += 1
-        if self.finished == self._limit and self._on_limit is not None:
+        finished = self.finished = self.finished + 1
+        if finished == self._limit and self._on_limit is not None:
             self._on_limit()
-        if self._check is not None and self.finished % self._check_every == 0:
+        if self._check is not None and finished % self._check_every == 0:
             self._check()
 
     def _finish(

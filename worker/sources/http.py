@@ -25,7 +25,7 @@ from worker.classify import classify
 from worker.config import Config
 from worker.context import ClientContext
 from worker.errors import THROTTLED, LambdaError, too_many_requests
-from worker.jobs import Job, Reply, new_request_id
+from worker.jobs import Job, new_request_id
 from worker.sources import apigw
 from worker.telemetry import dashboard
 
@@ -81,10 +81,14 @@ class Front:
         self.ready = True
         self.max_connections = config.connections_per_process
         self.refused_connections = 0
-        self.draining = False  # SIGTERM: new requests are refused (503), then connections close
+        # SIGTERM: new requests are refused (503), then connections close.
+        self._draining = False
         # Recycling: requests are still served, each connection closes after its answer
         # (its client reconnects to the worker that replaces this one).
-        self.recycling = False
+        self._recycling = False
+        #: Connections close after their current answer (draining or recycling). A plain
+        #: attribute, kept in step by the two setters: every request reads it.
+        self.winding_down = False
         self.connections: set[HttpProtocol] = set()
         self.date = b""
         self.tick()
@@ -98,9 +102,22 @@ class Front:
                 conn.expire()
 
     @property
-    def winding_down(self) -> bool:
-        """Connections close after their current answer (draining or recycling)."""
-        return self.draining or self.recycling
+    def draining(self) -> bool:
+        return self._draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self._draining = value
+        self.winding_down = value or self._recycling
+
+    @property
+    def recycling(self) -> bool:
+        return self._recycling
+
+    @recycling.setter
+    def recycling(self, value: bool) -> None:
+        self._recycling = value
+        self.winding_down = value or self._draining
 
     def close_idle(self, used_only: bool = False) -> None:
         """Close connections with nothing in progress. `used_only`: spare the ones just
@@ -111,15 +128,28 @@ class Front:
 
 
 class _Exchange:
-    """One request's place in its connection's answer order."""
+    """One request's place in its connection's answer order; `reply` is the job's."""
 
-    __slots__ = ("close", "data", "head", "kind")
+    __slots__ = ("close", "data", "head", "kind", "proto", "request_id")
 
-    def __init__(self, kind: str, head: bool, close: bool) -> None:
-        self.kind = kind  # "invoke", "proxy", "event"
+    def __init__(
+        self,
+        kind: str,
+        head: bool,
+        close: bool,
+        proto: HttpProtocol | None = None,
+        request_id: str = "",
+    ) -> None:
+        self.kind = kind  # "invoke", "proxy", "event", "now"
         self.head = head
         self.close = close
         self.data: bytes | None = None
+        self.proto = proto
+        self.request_id = request_id
+
+    def reply(self, result: Any, error: LambdaError | None) -> str | None:
+        assert self.proto is not None
+        return self.proto._finish(self, result, error)
 
 
 class _Refuse(Exception):
@@ -263,12 +293,14 @@ class HttpProtocol(asyncio.Protocol):
             raise _Refuse(431, "RequestHeaderFieldsTooLarge", "Request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_bytes += len(name) + len(value) + 4
-        if self.header_bytes > self.config.max_header_bytes:
+        headers = self.headers
+        size = self.header_bytes = self.header_bytes + len(name) + len(value) + 4
+        config = self.config
+        if size > config.max_header_bytes:
             raise _Refuse(431, "RequestHeaderFieldsTooLarge", "Request headers too large")
-        if len(self.headers) >= self.config.max_headers:
+        if len(headers) >= config.max_headers:
             raise _Refuse(431, "RequestHeaderFieldsTooLarge", "Too many request headers")
-        self.headers.append((name.lower(), value))
+        headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         limit = self.config.max_payload
@@ -354,7 +386,7 @@ class HttpProtocol(asyncio.Protocol):
     def _invoke(
         self, name: bytes, headers: list[tuple[bytes, bytes]], body: bytes, close: bool
     ) -> None:
-        if self.front.draining:
+        if self.front.winding_down and self.front.draining:
             return self._answer_now(
                 503, error=("ServiceException", "The service is shutting down"), close=True
             )
@@ -382,14 +414,14 @@ class HttpProtocol(asyncio.Protocol):
         if invocation_type == b"DryRun":
             return self._answer_now(204, body=b"", close=close)
         kind = "event" if invocation_type == b"Event" else "invoke"
-        exchange = _Exchange(kind, False, close)
         request_id = new_request_id()
+        exchange = _Exchange(kind, False, close, self, request_id)
         # The event's own kind and route (an SQS batch, an API call, a direct "action")
         # decide its lane, whatever function name the caller used.
         what, route = classify.kind_route(body)
         job = Job(
             event,
-            self._replier(exchange, request_id),
+            exchange.reply,
             request_id=request_id,
             size=len(body),
             kind=what,
@@ -419,7 +451,7 @@ class HttpProtocol(asyncio.Protocol):
         head: bool,
         close: bool,
     ) -> None:
-        if self.front.draining:
+        if self.front.winding_down and self.front.draining:
             return self._answer_now(
                 503, error=("ServiceException", "The service is shutting down"), close=True
             )
@@ -433,11 +465,11 @@ class HttpProtocol(asyncio.Protocol):
             request_id=request_id,
             http_version=version,
         )
-        exchange = _Exchange("proxy", head, close)
+        exchange = _Exchange("proxy", head, close, self, request_id)
         route = method.decode("latin-1") + " " + url.partition(b"?")[0].decode("latin-1")
         job = Job(
             event,
-            self._replier(exchange, request_id),
+            exchange.reply,
             request_id=request_id,
             size=len(body),
             kind="apigw-http",
@@ -450,21 +482,14 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- answers -------------------------------------------------------------------
 
-    def _replier(self, exchange: _Exchange, request_id: str) -> Reply:
-        def reply(result: Any, error: LambdaError | None) -> str | None:
-            return self._finish(exchange, result, error, request_id)
-
-        return reply
-
-    def _finish(
-        self, exchange: _Exchange, result: Any, error: LambdaError | None, request_id: str
-    ) -> str | None:
+    def _finish(self, exchange: _Exchange, result: Any, error: LambdaError | None) -> str | None:
         """Turn a slot's outcome into the bytes of the answer; returns the error type sent."""
         if exchange.kind == "event":
             if error is not None:
                 log.error("event invocation failed: %s: %s", error.error_type, error.message)
             return error.error_type if error else None
         close = exchange.close or self.front.winding_down
+        request_id = exchange.request_id
         rid = _request_id(request_id)
         if exchange.kind == "invoke":
             error = self._invoke_answer(exchange, result, error, request_id, rid, close)
