@@ -42,6 +42,7 @@ class Lane:
         self.closed = False
         self._queue: deque[Job] = deque()
         self._idle: deque[asyncio.Future[Job | None]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def depth(self) -> int:
@@ -68,15 +69,21 @@ class Lane:
         self._queue.append(job)
         return True
 
-    async def take(self) -> Job | None:
-        """The next job, or None once the lane is closed and empty (the slot ends)."""
+    def take(self) -> asyncio.Future[Job | None]:
+        """A future of the next job, or of None once the lane is closed and empty (the
+        slot ends). A plain function, not a coroutine: a slot takes a job per invocation,
+        and a coroutine object per take is a cost worth sparing."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Job | None] = loop.create_future()
         if self._queue:
-            return self._queue.popleft()
-        if self.closed:
-            return None
-        waiter: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
-        self._idle.append(waiter)
-        return await waiter
+            waiter.set_result(self._queue.popleft())
+        elif self.closed:
+            waiter.set_result(None)
+        else:
+            self._idle.append(waiter)
+        return waiter
 
     def observe(self, seconds: float) -> None:
         """Fold one invocation's duration into the lane's typical time."""

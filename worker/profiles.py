@@ -28,15 +28,6 @@ class RouteProfile:
         self.size = 0.0  # EWMA, bytes
         self.recent: deque[float] = deque(maxlen=WINDOW)
 
-    def observe(self, seconds: float, size: int) -> None:
-        if self.count == 0:
-            self.duration, self.size = seconds, float(size)
-        else:
-            self.duration += ALPHA * (seconds - self.duration)
-            self.size += ALPHA * (size - self.size)
-        self.count += 1
-        self.recent.append(seconds)
-
     def quantile(self) -> float:
         ordered = sorted(self.recent)
         return ordered[min(len(ordered) - 1, int(QUANTILE * len(ordered)))] if ordered else 0.0
@@ -81,10 +72,17 @@ class Profiles:
             if len(self.routes) >= self.max_routes:
                 return
             profile = self.routes[route] = RouteProfile()
-        profile.observe(seconds, size)
+        # The profile's update, here rather than in a method: it runs for every invocation.
+        count = profile.count = profile.count + 1
+        if count == 1:
+            profile.duration, profile.size = seconds, float(size)
+        else:
+            profile.duration += ALPHA * (seconds - profile.duration)
+            profile.size += ALPHA * (size - profile.size)
+        profile.recent.append(seconds)
         # Deciding sorts the window: do it while the route is new, then every 8th call;
         # a route still moves within a few invocations, at a fraction of the cost.
-        if profile.count > 4 and profile.count % 8:
+        if count > 4 and count % 8:
             return
         slow = profile.quantile() > self.slow_seconds
         large = profile.size > self.large_bytes
