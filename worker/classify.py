@@ -68,6 +68,9 @@ class Classifier:
         # The extension runs these same rules in C (ext/classify.pyx); the twin runs them here.
         compiled = getattr(self.scanner, "Compiled", None)
         self.compiled = compiled(self.route_key, Classification) if compiled else None
+        if self.compiled is not None:
+            # Every request is classified: call the extension itself, not this wrapper.
+            self.kind_route = self.compiled.kind_route  # type: ignore[method-assign]
 
     def __call__(self, raw: bytes) -> Classification:
         if self.compiled is not None:
