@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.ports import free_port as free_port  # the benchmarks' servers take theirs here
-from worker.config import cores
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -190,13 +189,6 @@ def wrk(
         cpu_us=cpu / max(1, requests) * 1e6,
         client_cpu_us=client / max(1, requests) * 1e6,
     )
-
-
-def budget(rate: float, others_us: float) -> tuple[float, float]:
-    """At `rate` requests/s, with processes sharing the box spending `others_us` µs of CPU
-    per request: the cores they take, and the µs per request left for the server."""
-    taken = rate * others_us / 1e6
-    return taken, (cores() - taken) / rate * 1e6
 
 
 RESULTS = ROOT / "bench" / "results" / "latest"
