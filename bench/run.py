@@ -134,7 +134,11 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
         f"{method['seconds_per_run']:.0f} s per run) on the same machine; "
         f"{method['rounds']} rounds alternating the servers, medians reported; "
         f"uvicorn {method['uvicorn']} with uvloop and httptools; server CPU per request from "
-        "/proc (user + system, supervisor and workers).",
+        "/proc (user + system, supervisor and workers). Two reference servers run in the same "
+        "rounds on the Invoke path to say what limits the ratio: `bench/ceiling.c`, a C epoll "
+        "server that does next to nothing (what the machine allows with wrk on it), and "
+        "`bench/minimal_server.py`, the design (a Protocol with httptools and a queue hop to "
+        "slot tasks) without a runtime's bookkeeping.",
         "",
         http.table(summary),
         "",
@@ -142,7 +146,9 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
         "",
         f"Method: no-op handler (`bench.apps.noop_sync` for both; `bench.apps.noop`, async, for "
         f"ours too); {lam_summary['method']['load']}; {lam_summary['method']['rounds']} rounds "
-        "alternating the runtimes, medians. Runtime CPU is the runtime's whole process tree; the "
+        "alternating the runtimes, medians; `bench/minimal_runtime.py`, the design without a "
+        "runtime's bookkeeping, runs in the same rounds as a reference. Runtime CPU is the "
+        "runtime's whole process tree; the "
         "emulator's CPU is reported apart (it shares the machine). PSS summed over the runtime's "
         "tree from /proc/*/smaps_rollup."
         + (" Model memory is skipped in quick runs." if quick else ""),
