@@ -79,7 +79,6 @@ class Pool:
         self.handler = handler
         self.lanes = lanes
         self.config = config
-        self.worker_tmp = worker_tmp
         self.metrics = metrics
         self.threads = ThreadPoolExecutor(
             max_workers=sum(lane.slots for lane in lanes.all), thread_name_prefix="handler"

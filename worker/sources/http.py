@@ -386,6 +386,7 @@ class HttpProtocol(asyncio.Protocol):
     def _invoke(
         self, name: bytes, headers: list[tuple[bytes, bytes]], body: bytes, close: bool
     ) -> None:
+        # `winding_down` first: a plain attribute, False but while draining or recycling.
         if self.front.winding_down and self.front.draining:
             return self._answer_now(
                 503, error=("ServiceException", "The service is shutting down"), close=True
