@@ -24,17 +24,15 @@ from typing import Any
 import uvloop
 
 from bench import minimal_server
-from bench.http import BODY
+from bench.http import BODY, INVOKE
+from tests.client import encode
 from worker.config import Config
 from worker.handler import load
 from worker.pool import Pool
 from worker.process import WorkerProcess
 from worker.sources.http import Front, HttpProtocol
 
-REQUEST = (
-    b"POST /2015-03-31/functions/bench/invocations HTTP/1.1\r\nhost: 127.0.0.1:8080\r\n"
-    b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(BODY), BODY)
-)
+REQUEST = encode("POST", INVOKE, BODY, {"content-type": "application/json"})
 CONNECTIONS = 32
 
 

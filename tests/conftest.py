@@ -43,6 +43,14 @@ def wait_answering(
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s:\n{describe()}")
 
 
+def gone(pid: int) -> bool:
+    """Whether process `pid` has ended (a zombie has: only its parent's reaping is left)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 class InProc:
     """The HTTP front, a pool and one lane on the test's own loop (no fork)."""
 

@@ -12,22 +12,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bench.harness import descendants
 from bench.http import BODY, headroom, reference_argvs
 from tests.client import invoke
-from tests.conftest import ROOT, wait_answering
+from tests.conftest import ROOT, gone, wait_answering
 from tests.ports import free_port
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"  # a zombie has ended; only its parent's reaping is left
-
-
-def _children(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 @pytest.mark.parametrize("name", ["minimal", "c"])
@@ -48,15 +37,15 @@ async def test_a_reference_server_answers_like_ours_and_ends_whole(
             assert answer.status == 200
             # The minimal server runs the same no-op handler; the C one has a fixed reply.
             assert answer.json() in ({"ok": True}, orjson.loads(BODY))
-        children = _children(proc.pid)
+        children = descendants(proc.pid)[1:]
         assert len(children) == 1  # 2 processes, as each server in the comparison
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
     end = time.monotonic() + 10
-    while any(_alive(pid) for pid in children) and time.monotonic() < end:
+    while not all(gone(pid) for pid in children) and time.monotonic() < end:
         time.sleep(0.02)
-    assert not any(_alive(pid) for pid in children), "a reference server left a process behind"
+    assert all(gone(pid) for pid in children), "a reference server left a process behind"
 
 
 def test_the_headroom_line_says_which_reference_reached_the_target() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.client import invoke
+from tests.conftest import gone
 from tests.test_host import metric
 from tests.test_supervisor import wait_for
 
@@ -20,13 +21,6 @@ def loads(calls: Path) -> list[int]:
     """The pids that loaded model `double`, in order."""
     lines = calls.read_text().splitlines() if calls.exists() else []
     return [int(line.split()[1]) for line in lines if line.startswith("load ")]
-
-
-def gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def test_a_gpu_model_lives_in_the_model_host_and_a_cpu_one_in_the_supervisor(

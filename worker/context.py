@@ -5,6 +5,7 @@ and `params` (path parameters a `Router` matched)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -61,38 +62,18 @@ class ClientContext:
         return cls(data) if isinstance(data, dict) else None
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Function:
     """What every invocation of one process shares: the function's names, its memory, its
     log group and stream, and the process's scratch directory (built once, not per call)."""
 
-    __slots__ = (
-        "arn",
-        "log_group_name",
-        "log_stream_name",
-        "memory_limit_in_mb",
-        "name",
-        "version",
-        "worker_tmp",
-    )
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        version: str,
-        arn: str,
-        memory_limit_in_mb: str,
-        log_group_name: str,
-        log_stream_name: str,
-        worker_tmp: str,
-    ) -> None:
-        self.name = name
-        self.version = version
-        self.arn = arn
-        self.memory_limit_in_mb = memory_limit_in_mb
-        self.log_group_name = log_group_name
-        self.log_stream_name = log_stream_name
-        self.worker_tmp = worker_tmp
+    name: str
+    version: str
+    arn: str
+    memory_limit_in_mb: str
+    log_group_name: str
+    log_stream_name: str
+    worker_tmp: str
 
 
 class LambdaContext:

@@ -120,10 +120,7 @@ class LaneStats:
         self.invocations += 1
         if error_type is not None:
             self.errors[error_type] = self.errors.get(error_type, 0) + 1
-        hist = self.hist  # _count's work, inline: this runs for every invocation
-        hist[bisect.bisect_left(BUCKETS, seconds)] += 1
-        hist[-2] += seconds
-        hist[-1] += 1
+        _count(self.hist, seconds)
         if self.listener is not None:
             self.listener("worker_invocations_total", self.labels, 1.0)
             self.listener("worker_invocation_duration_seconds", self.labels, seconds)
