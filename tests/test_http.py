@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 
 from tests.client import INVOKE, encode, invoke, read_answer, request
 
@@ -324,3 +326,77 @@ async def test_timeout_behind_an_answer_still_owed_keeps_that_answer(
     assert first.status == 200 and "done" in first.json()  # type: ignore[operator]
     assert (await read_answer(reader)).status == 408
     assert await reader.read() == b""
+
+
+_PIPELINE: list[tuple[bytes, bool]] = [  # (request, is HEAD)
+    (encode("POST", INVOKE, b'{"n": 1}', {"x-amzn-trace-id": "Root=1-a"}), False),
+    (encode("GET", "/items/7?x=1", b"", {"X-Mixed-Case": " v "}), False),
+    (encode("POST", INVOKE, b'{"n": 3}', {"x-amz-invocation-type": "Event"}), False),
+    (encode("HEAD", "/_worker/health"), True),
+    (encode("POST", INVOKE, b"not json"), False),
+    # Not plain: httptools reads this one, and what follows it in the same read.
+    (
+        f"POST {INVOKE} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".encode()
+        + b'5\r\n{"n":\r\n2\r\n2}\r\n0\r\n\r\n',
+        False,
+    ),
+    (encode("POST", "/things", b'{"n": 4}', {"content-type": "application/json"}), False),
+    (encode("POST", INVOKE, b'{"n": 5}', {"connection": "close"}), False),
+]
+
+
+def _comparable(answer: Any) -> tuple[Any, ...]:
+    """An answer without what differs between runs: request ids, dates, times."""
+    headers = {k: v for k, v in answer.headers.items() if k not in ("date", "x-amzn-requestid")}
+    headers.pop("content-length", None)
+    body = answer.body
+    if body.startswith(b"{"):
+        data = answer.json()
+        if isinstance(data, dict):
+            data.pop("requestContext", None)  # the proxy event's ids and clock
+        body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    return answer.status, headers, body
+
+
+async def _pipeline_answers(port: int, split: bool) -> list[tuple[Any, ...]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    data = b"".join(req for req, _ in _PIPELINE)
+    if split:  # a few bytes per write: requests arrive cut anywhere
+        for at in range(0, len(data), 7):
+            writer.write(data[at : at + 7])
+            await writer.drain()
+    else:
+        writer.write(data)
+    answers = []
+    for _, head in _PIPELINE:
+        answer = await read_answer(reader, head=head)
+        answers.append(_comparable(answer))
+    assert await reader.read() == b""  # the last request closed the connection
+    writer.close()
+    return answers
+
+
+async def test_the_fast_path_and_httptools_give_the_same_answers(inproc, monkeypatch) -> None:
+    from worker.sources import http
+
+    if http._scan is None:
+        pytest.skip("the compiled fast path is not built")
+    read = []
+
+    def counting(*args: Any) -> Any:
+        request = scan(*args)
+        read.append(request is not None)
+        return request
+
+    scan = http._scan
+    monkeypatch.setattr(http, "_scan", counting)
+    srv = await inproc("tests.apps.basic.echo", slots=4, queue=16)
+    fast = await _pipeline_answers(srv.port, split=False)
+    assert sum(read) >= 5  # the plain requests went the fast way; the rest to httptools
+    assert fast == await _pipeline_answers(srv.port, split=True)
+    monkeypatch.setattr(http, "_scan", None)
+    slow = await inproc("tests.apps.basic.echo", slots=4, queue=16)
+    assert fast == await _pipeline_answers(slow.port, split=False)
+    statuses = [status for status, _, _ in fast]
+    assert statuses == [200, 200, 202, 200, 400, 200, 200, 200]
+    assert fast[5][2] == b'{"n":2}' and b'"rawPath":"/things"' in fast[6][2]

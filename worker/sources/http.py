@@ -31,6 +31,13 @@ from worker.telemetry import dashboard
 
 log = logging.getLogger("worker.http")
 
+try:
+    # The compiled fast path for whole, plain requests (ext/httphead.pyx); without it,
+    # httptools reads every request.
+    from worker._httphead import scan as _scan  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - the extension is part of the install
+    _scan = None
+
 INVOKE_PREFIX = b"/2015-03-31/functions/"
 INVOKE_SUFFIX = b"/invocations"
 
@@ -177,6 +184,10 @@ class HttpProtocol(asyncio.Protocol):
         self.ending = False
         self.used = False  # a request has begun on it (a fresh one is about to send one)
         self._closing = False
+        #: Between httptools' first and last callback of a request: its bytes must go on to
+        #: httptools, not to the fast path.
+        self.parsing = False
+        self.scan = _scan
         self._reset()
 
     def _reset(self) -> None:
@@ -257,6 +268,27 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        scan = self.scan
+        if scan is not None and not self.parsing:
+            # Whole, plain requests are read in one call; the first that is not (cut off,
+            # chunked, unusual in any way) and everything after it go to httptools.
+            config = self.config
+            start = 0
+            while not self._closing:
+                request = scan(
+                    data, start, config.max_header_bytes, config.max_headers, config.max_payload
+                )
+                if request is None:
+                    break
+                method, url, headers, body, start = request
+                self.used = True
+                self._request(method, url, headers, body, True, "1.1")
+                if start == len(data):
+                    return
+            if self._closing:
+                return  # answered with a close: nothing more is read from it
+            if start:
+                data = data[start:]
         try:
             self.parser.feed_data(data)
         except _Refuse as refuse:
@@ -283,6 +315,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.used = True
+        self.parsing = True
         self._reset()
         self.deadline = time.monotonic() + self.config.header_timeout
 
@@ -329,16 +362,35 @@ class HttpProtocol(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        self.parsing = False
         if self._closing:
             return  # read after the answer that closes the connection: never admitted
         parser = self.parser
-        method = parser.get_method()
-        keep_alive = parser.should_keep_alive() and not self.front.winding_down
         body = b"".join(self.body) if self.body else b""
         url = self.url
         self.url = b""
         headers = self.headers
         self.headers = []
+        self._request(
+            parser.get_method(),
+            url,
+            headers,
+            body,
+            parser.should_keep_alive(),
+            parser.get_http_version(),
+        )
+
+    def _request(
+        self,
+        method: bytes,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        keep_alive: bool,
+        version: str,
+    ) -> None:
+        """One whole request, from httptools or the fast path: to its endpoint."""
+        keep_alive = keep_alive and not self.front.winding_down
         self.deadline = 0.0
         head = method == b"HEAD"
         close = not keep_alive
@@ -350,7 +402,7 @@ class HttpProtocol(asyncio.Protocol):
             and method in (b"GET", b"HEAD")
             and self._internal(path, head, close)
         ):
-            self._proxy(method, url, headers, body, parser.get_http_version(), head, close)
+            self._proxy(method, url, headers, body, version, head, close)
         pending = len(self.pending)
         if not pending:
             self.deadline = time.monotonic() + self.config.keepalive_timeout
