@@ -396,7 +396,8 @@ class HttpProtocol(asyncio.Protocol):
         close = not keep_alive
         path = url.partition(b"?")[0]
         if method == b"POST" and path.startswith(INVOKE_PREFIX) and path.endswith(INVOKE_SUFFIX):
-            self._invoke(path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)], headers, body, close)
+            # Whichever function the path names: this service runs one.
+            self._invoke(headers, body, close)
         elif not (
             path.startswith(b"/_worker/")
             and method in (b"GET", b"HEAD")
@@ -435,9 +436,7 @@ class HttpProtocol(asyncio.Protocol):
             return False
         return True
 
-    def _invoke(
-        self, name: bytes, headers: list[tuple[bytes, bytes]], body: bytes, close: bool
-    ) -> None:
+    def _invoke(self, headers: list[tuple[bytes, bytes]], body: bytes, close: bool) -> None:
         # `winding_down` first: a plain attribute, False but while draining or recycling.
         if self.front.winding_down and self.front.draining:
             return self._answer_now(
@@ -472,16 +471,22 @@ class HttpProtocol(asyncio.Protocol):
         # The event's own kind and route (an SQS batch, an API call, a direct "action")
         # decide its lane, whatever function name the caller used.
         what, route = classify.kind_route(body)
+        # By position (see Job): request id, size, deadline, kind, route, trace id, client
+        # context, identity, invoked ARN, tenant id, raw bytes.
         job = Job(
             event,
             exchange.reply,
-            request_id=request_id,
-            size=len(body),
-            kind=what,
-            route=route or what,
-            trace_id=trace_id,
-            client_context=client_context,
-            raw=body,
+            request_id,
+            len(body),
+            None,
+            what,
+            route or what,
+            trace_id,
+            client_context,
+            None,
+            None,
+            None,
+            body,
         )
         # In line before submitting: a source may answer at once (an emulator whose runtime
         # failed its init does), and the answer must find its place.
