@@ -8,7 +8,7 @@ steady to a few per cent where the socket benchmark drifts by tens: the figure t
 when changing the hot path. Under load each µs here costs more on the wire (a slower pass
 of the loop finds fewer ready sockets per wake-up).
 
-    python -m bench.hotpath [--rounds 3000]
+    python -m bench.hotpath [--rounds 3000] [--path invoke|proxy]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import uvloop
 
 from bench import minimal_server
-from bench.http import BODY, INVOKE
+from bench.http import BODY, INVOKE, PROXY
 from tests.client import encode
 from worker.config import Config
 from worker.handler import load
@@ -32,7 +32,12 @@ from worker.pool import Pool
 from worker.process import WorkerProcess
 from worker.sources.http import Front, HttpProtocol
 
-REQUEST = encode("POST", INVOKE, BODY, {"content-type": "application/json"})
+#: The request of each of bench/http.py's paths.
+REQUESTS = {
+    "invoke": encode("POST", INVOKE, BODY, {"content-type": "application/json"}),
+    "proxy": encode("GET", PROXY),
+}
+REQUEST = REQUESTS["invoke"]
 CONNECTIONS = 32
 
 
@@ -58,8 +63,10 @@ class Transport:
         pass
 
 
-async def per_request_us(make: Callable[[], Any], rounds: int) -> list[float]:
-    """CPU µs per request over CONNECTIONS connections made by `make`, 5 timed runs."""
+async def per_request_us(
+    make: Callable[[], Any], rounds: int, request: bytes = REQUEST
+) -> list[float]:
+    """CPU µs per `request` over CONNECTIONS connections made by `make`, 5 timed runs."""
     loop = asyncio.get_running_loop()
     left = 0
     done: asyncio.Future[None] = loop.create_future()
@@ -81,7 +88,7 @@ async def per_request_us(make: Callable[[], Any], rounds: int) -> list[float]:
         for _ in range(n):
             left, done = CONNECTIONS, loop.create_future()
             for proto in conns:
-                proto.data_received(REQUEST)
+                proto.data_received(request)
             await done
 
     await run(200)  # warm up
@@ -93,7 +100,7 @@ async def per_request_us(make: Callable[[], Any], rounds: int) -> list[float]:
     return runs
 
 
-async def measure(rounds: int) -> dict[str, Any]:
+async def measure(rounds: int, path: str = "invoke") -> dict[str, Any]:
     config = Config.from_env({}, concurrency=64, queue_size=1024, processes=1)
     handler = load("bench.apps.noop")
     process = WorkerProcess(
@@ -108,9 +115,10 @@ async def measure(rounds: int) -> dict[str, Any]:
     )
     pool.start()
     front = Front(config, pool.submit, metrics_text=str, pid=0)
-    ours = await per_request_us(lambda: HttpProtocol(front), rounds)
+    request = REQUESTS[path]
+    ours = await per_request_us(lambda: HttpProtocol(front), rounds, request)
     slots = [asyncio.ensure_future(minimal_server.slot()) for _ in range(minimal_server.SLOTS)]
-    minimal = await per_request_us(minimal_server.Protocol, rounds)
+    minimal = await per_request_us(minimal_server.Protocol, rounds, request)
     for task in slots:
         task.cancel()
     await pool.drain(0.1)
@@ -125,10 +133,12 @@ async def measure(rounds: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=3000)
+    ap.add_argument("--path", choices=sorted(REQUESTS), default="invoke")
     args = ap.parse_args(argv)
-    result = uvloop.run(measure(args.rounds))
+    result = uvloop.run(measure(args.rounds, args.path))
     print(
-        f"worker serve's front and pool: {result['ours_us']:.2f} µs of CPU per Invoke request; "
+        f"worker serve's front and pool: {result['ours_us']:.2f} µs of CPU per {args.path} "
+        "request; "
         f"the minimal Protocol: {result['minimal_us']:.2f} µs ({result['ratio']:.1f}x)"
     )
     return result

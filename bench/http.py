@@ -46,6 +46,7 @@ from worker.config import cores
 
 INVOKE = "/2015-03-31/functions/bench/invocations"
 BODY = b'{"hello":"world","items":[1,2,3],"nested":{"k":"v"}}'
+PROXY = "/hello?name=bench"
 #: The reference servers (Invoke path only), and their labels in the table.
 REFERENCES = {
     "minimal": "minimal Protocol + queue hop (reference)",
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     base = uvicorn_argv(base_port)
     cases = {
         "invoke": (INVOKE, script),
-        "proxy": ("/hello?name=bench", None),
+        "proxy": (PROXY, None),
     }
     ref_ports = {name: free_port() for name in REFERENCES}
     refs = reference_argvs(ref_ports, Path(tempfile.mkdtemp()))

@@ -66,3 +66,14 @@ def test_response_rules() -> None:
     assert body == b""
     with pytest.raises(LambdaError):
         to_response({"statusCode": 99})
+
+
+def test_query_strings_are_decoded_only_where_they_need_it() -> None:
+    e = event(target=b"/q?a+b=c+d&k%3D=v%26w&plain=1&=empty&flag")
+    assert e["queryStringParameters"] == {
+        "a b": "c d",
+        "k=": "v&w",
+        "plain": "1",
+        "": "empty",
+        "flag": "",
+    }

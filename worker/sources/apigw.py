@@ -34,7 +34,6 @@ def _request_time(now: float) -> str:
 
 
 def build_event(
-    *,
     method: str,
     target: bytes,
     headers: list[tuple[bytes, bytes]],
@@ -95,7 +94,8 @@ def build_event(
             if not pair:
                 continue
             k, _, v = pair.partition("=")
-            k, v = unquote_plus(k), unquote_plus(v)
+            if "%" in pair or "+" in pair:  # most query strings need no decoding
+                k, v = unquote_plus(k), unquote_plus(v)
             params[k] = f"{params[k]},{v}" if k in params else v
         event["queryStringParameters"] = params
     if body:

@@ -514,25 +514,12 @@ class HttpProtocol(asyncio.Protocol):
                 503, error=("ServiceException", "The service is shutting down"), close=True
             )
         request_id = new_request_id()
-        event = apigw.build_event(
-            method=method.decode("latin-1"),
-            target=url,
-            headers=headers,
-            body=body,
-            source_ip=self.peer,
-            request_id=request_id,
-            http_version=version,
-        )
+        verb = method.decode("latin-1")
+        # By position, as the Invoke path (see Job): this runs for every request.
+        event = apigw.build_event(verb, url, headers, body, self.peer, request_id, version)
         exchange = _Exchange("proxy", head, close, self, request_id)
-        route = method.decode("latin-1") + " " + url.partition(b"?")[0].decode("latin-1")
-        job = Job(
-            event,
-            exchange.reply,
-            request_id=request_id,
-            size=len(body),
-            kind="apigw-http",
-            route=route,
-        )
+        route = verb + " " + event["rawPath"]
+        job = Job(event, exchange.reply, request_id, len(body), None, "apigw-http", route)
         self.pending.append(exchange)
         if not self.front.submit(job):
             self.pending.pop()
