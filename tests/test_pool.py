@@ -3,7 +3,18 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from tests.client import invoke
+from tests.conftest import ROOT
+from worker import handler as handlers
+from worker import pool as pool_module
+from worker.config import Config
+from worker.jobs import Job
+from worker.lanes import Lane, Lanes
+from worker.pool import OBSERVE_EVERY, Pool
+from worker.profiles import MARATHON, SPRINTER, Profiles
+from worker.telemetry.metrics import Metrics
 
 
 async def test_a_timed_out_sync_handler_keeps_its_slot_until_the_thread_returns(
@@ -49,3 +60,40 @@ async def test_a_timed_out_thread_that_later_raises_does_not_cost_its_slot(
     # The slot survived: the next invocation runs (and fails in its own right).
     assert (await invoke(srv.port, event)).json()["errorType"] == "RuntimeError"  # type: ignore[index]
     assert all(slot.task is not None and not slot.task.done() for slot in srv.pool.slots)
+
+
+async def test_short_invocations_teach_their_route_one_in_eight_others_every_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = Config(handler="tests.apps.basic.echo")
+    profiles = Profiles()
+    lanes = Lanes([Lane(SPRINTER, 2, 64), Lane(MARATHON, 1, 8)], profiles)
+    pool = Pool(
+        handlers.load(config.handler, task_root=str(ROOT)),
+        lanes,
+        config,
+        worker_tmp=str(tmp_path),
+        metrics=Metrics(),
+    )
+    pool.start()
+    answered: asyncio.Queue[object] = asyncio.Queue()
+
+    def reply(result: object, error: object) -> None:
+        answered.put_nowait(result)
+
+    async def run(route: str, n: int, size: int = 0) -> int:
+        for i in range(n):
+            assert pool.submit(Job({"i": i}, reply, route=route, size=size))
+            await answered.get()
+        return profiles.routes[route].count if route in profiles.routes else 0
+
+    # Every invocation counts as short (whatever this box's speed): one in eight is seen.
+    monkeypatch.setattr(pool_module, "OBSERVE_ALL_FROM", 3600.0)
+    assert await run("short", 4 * OBSERVE_EVERY) == 4
+    # A large payload is always seen: it alone can make a fast route a marathon.
+    assert await run("large", 3, size=config.marathon_bytes + 1) == 3
+    assert profiles.lane_for("large") == MARATHON
+    # Every invocation counts as long: each one is seen.
+    monkeypatch.setattr(pool_module, "OBSERVE_ALL_FROM", 0.0)
+    assert await run("long", 5) == 5
+    await pool.drain(0.5)

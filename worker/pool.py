@@ -29,6 +29,12 @@ log = logging.getLogger("worker.pool")
 #: per process costs less than a timer armed and cancelled for every invocation.
 WATCH_INTERVAL = 0.02
 
+#: Invocations this long or longer always teach their lane and route (observing costs
+#: well under 0.1 % of them); shorter ones one in `OBSERVE_EVERY`: for a no-op handler,
+#: observing every invocation was 0.7 µs of the 7 the HTTP path spends per request.
+OBSERVE_ALL_FROM = 0.001
+OBSERVE_EVERY = 8
+
 
 def shutdown_error() -> LambdaError:
     return LambdaError("Runtime.ExitError", "The worker shut down before the invocation finished")
@@ -97,6 +103,7 @@ class Pool:
         )
         self._watcher: asyncio.Task[None] | None = None
         self.finished = 0  # invocations answered by this process
+        self._large = config.marathon_bytes
         self._limit = 0
         self._on_limit: Callable[[], None] | None = None
         self._check: Callable[[], None] | None = None
@@ -297,8 +304,10 @@ class Pool:
             error_type = "Runtime.ReplyError"
         seconds = time.perf_counter() - clock
         slot.stats.record(seconds, error_type)
-        self.lanes.observe(job, seconds)
         finished = self.finished = self.finished + 1
+        if seconds >= OBSERVE_ALL_FROM or not finished % OBSERVE_EVERY or job.size > self._large:
+            # A large payload is always seen too: it is what makes a fast route a marathon.
+            self.lanes.observe(job, seconds)
         if finished == self._limit and self._on_limit is not None:
             self._on_limit()
         if self._check is not None and finished % self._check_every == 0:
