@@ -1,10 +1,21 @@
 from __future__ import annotations
 
 import ast
+import math
+import random
 from pathlib import Path
 
 import worker
-from worker.telemetry.metrics import BUCKETS, FAMILIES, Metrics, SnapshotStore, merge, render
+from worker.telemetry.metrics import (
+    BUCKETS,
+    FAMILIES,
+    LaneStats,
+    Metrics,
+    SnapshotStore,
+    _count,
+    merge,
+    render,
+)
 
 
 def test_render_prometheus_text() -> None:
@@ -59,3 +70,26 @@ def test_every_metric_the_worker_records_has_a_type_and_help() -> None:
                 recorded.add(str(node.args[0].value))
     assert "worker_sqs_receives_total" in recorded  # the scan sees the sources' calls
     assert sorted(recorded - set(FAMILIES)) == []
+
+
+def test_lane_stats_fold_durations_into_the_same_histogram_as_one_by_one() -> None:
+    rng = random.Random(5)
+    durations = [rng.choice(BUCKETS) for _ in range(300)]  # exactly on a bound: `le`
+    durations += [rng.uniform(0, 1000) for _ in range(300)]  # past the last bound too
+    durations += [rng.expovariate(1000) for _ in range(LaneStats.FOLD_AT)]  # folds midway
+    one_by_one = [0.0] * (len(BUCKETS) + 3)
+    stats = LaneStats("sprinter")
+    for i, seconds in enumerate(durations):
+        _count(one_by_one, seconds)
+        stats.record(seconds, "Boom" if i % 100 == 0 else None)
+    assert stats.invocations == len(durations)
+    assert len(stats.durations) < LaneStats.FOLD_AT  # it folded once along the way
+    counters, hists = stats.export()
+    (hist,) = hists.values()
+    assert hist[:-2] == one_by_one[:-2] and hist[-1] == one_by_one[-1] == len(durations)
+    assert math.isclose(hist[-2], one_by_one[-2])
+    assert counters == {
+        "worker_invocations_total|lane=sprinter": float(len(durations)),
+        "worker_errors_total|lane=sprinter,type=Boom": float(len(range(0, len(durations), 100))),
+    }
+    assert stats.durations == [] and stats.export()[1] == hists  # exporting again: the same

@@ -103,31 +103,60 @@ def _unkey(key: str) -> tuple[str, Labels]:
 class LaneStats:
     """Per-lane invocation counts and latencies, written by the loop thread alone.
 
-    The hot path pays a few additions, no lock and no key building; the registry
-    reads these when it takes a snapshot (on the same thread).
+    The hot path keeps each duration in a buffer and counts errors by type: no lock, no key
+    building, no bucket search. The buffer is folded into the histogram when it fills and
+    before every export (on the same thread), sorted once in C instead of each duration's
+    bucket found in Python: that was 0.45 µs of the 6.6 µs a no-op HTTP request costs.
     """
 
-    __slots__ = ("errors", "hist", "invocations", "labels", "listener")
+    __slots__ = ("durations", "errors", "hist", "labels", "listener")
+
+    #: Durations kept before they are folded into the histogram.
+    FOLD_AT = 4096
 
     def __init__(self, lane: str, listener: Listener | None = None) -> None:
         self.labels: Labels = (("lane", lane),)
-        self.invocations = 0
         self.errors: dict[str, int] = {}
-        self.hist = [0.0] * (len(BUCKETS) + 3)
+        self.hist = [0.0] * (len(BUCKETS) + 3)  # buckets…, overflow, sum, count
+        self.durations: list[float] = []
         self.listener = listener
 
     def record(self, seconds: float, error_type: str | None) -> None:
-        self.invocations += 1
+        durations = self.durations
+        durations.append(seconds)
+        if len(durations) >= self.FOLD_AT:
+            self.fold()
         if error_type is not None:
             self.errors[error_type] = self.errors.get(error_type, 0) + 1
-        _count(self.hist, seconds)
         if self.listener is not None:
             self.listener("worker_invocations_total", self.labels, 1.0)
             self.listener("worker_invocation_duration_seconds", self.labels, seconds)
             if error_type is not None:
                 self.listener("worker_errors_total", self.labels, 1.0)
 
+    def fold(self) -> None:
+        """Count the buffered durations into the histogram (`_count`'s buckets, at once)."""
+        durations = self.durations
+        if not durations:
+            return
+        self.durations = []
+        durations.sort()
+        hist = self.hist
+        below = 0  # durations in the buckets so far: a bucket holds bound[i-1] < d <= bound[i]
+        for i, bound in enumerate(BUCKETS):
+            upto = bisect.bisect_right(durations, bound, below)
+            hist[i] += upto - below
+            below = upto
+        hist[-3] += len(durations) - below
+        hist[-2] += sum(durations)
+        hist[-1] += len(durations)
+
+    @property
+    def invocations(self) -> int:
+        return int(self.hist[-1]) + len(self.durations)
+
     def export(self) -> tuple[dict[str, float], dict[str, list[float]]]:
+        self.fold()
         counters = {_key("worker_invocations_total", self.labels): float(self.invocations)}
         for error_type, n in self.errors.items():
             key = _key("worker_errors_total", (*self.labels, ("type", error_type)))
