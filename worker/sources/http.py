@@ -496,7 +496,7 @@ class HttpProtocol(asyncio.Protocol):
             return self._throttle(head=False, close=close)
         if kind == "event":
             # Queued: the caller is told at once; the outcome only reaches the logs.
-            exchange.data = self._response(202, b"", close, extra=_request_id(job.request_id))
+            exchange.data = self._response(202, b"", close, _request_id(job.request_id))
             self._flush()
 
     def _proxy(
@@ -529,49 +529,46 @@ class HttpProtocol(asyncio.Protocol):
 
     def _finish(self, exchange: _Exchange, result: Any, error: LambdaError | None) -> str | None:
         """Turn a slot's outcome into the bytes of the answer; returns the error type sent."""
-        if exchange.kind == "event":
+        kind = exchange.kind
+        if kind == "event":
             if error is not None:
                 log.error("event invocation failed: %s: %s", error.error_type, error.message)
             return error.error_type if error else None
         close = exchange.close or self.front.winding_down
-        request_id = exchange.request_id
-        rid = _request_id(request_id)
-        if exchange.kind == "invoke":
-            error = self._invoke_answer(exchange, result, error, request_id, rid, close)
+        rid = _request_id(exchange.request_id)
+        if kind == "invoke":
+            if error is None:
+                # The usual answer, in line: each call saved here is saved on every request.
+                try:
+                    data = marshal.dumps(result)
+                except LambdaError as exc:
+                    error = exc
+                else:
+                    if len(data) <= self.config.max_payload:
+                        exchange.data = self._response(200, data, close, rid)
+                        self._flush()
+                        return None
+                    error = LambdaError(
+                        "Function.ResponseSizeTooLarge",
+                        "Response payload size exceeded maximum allowed payload size "
+                        f"({self.config.max_payload} bytes).",
+                    )
+            self._invoke_error(exchange, error, rid, close)
         else:
             error = self._proxy_answer(exchange, result, error, rid, close)
         self._flush()
         return error.error_type if error else None
 
-    def _invoke_answer(
-        self,
-        exchange: _Exchange,
-        result: Any,
-        error: LambdaError | None,
-        request_id: str,
-        rid: bytes,
-        close: bool,
-    ) -> LambdaError | None:
-        if error is None:
-            try:
-                data = marshal.dumps(result)
-                if len(data) <= self.config.max_payload:
-                    exchange.data = self._response(200, data, close, extra=rid)
-                    return None
-                error = LambdaError(
-                    "Function.ResponseSizeTooLarge",
-                    "Response payload size exceeded maximum allowed payload size "
-                    f"({self.config.max_payload} bytes).",
-                )
-            except LambdaError as exc:
-                error = exc
+    def _invoke_error(
+        self, exchange: _Exchange, error: LambdaError, rid: bytes, close: bool
+    ) -> None:
         if error.error_type == THROTTLED:
-            return self._shed(exchange, error, rid, close)
+            self._shed(exchange, error, rid, close)
+            return
         # A function error is still a 200 for the Invoke API, flagged by this header.
-        data = orjson.dumps(error.body(request_id))
+        data = orjson.dumps(error.body(exchange.request_id))
         extra = rid + b"x-amz-function-error: Unhandled\r\n"
-        exchange.data = self._response(200, data, close, extra=extra)
-        return error
+        exchange.data = self._response(200, data, close, extra)
 
     def _proxy_answer(
         self,
@@ -627,14 +624,14 @@ class HttpProtocol(asyncio.Protocol):
         status: int,
         body: bytes,
         close: bool,
-        *,
         extra: bytes = b"",
+        *,
         head: bool = False,
         ctype: bytes = _JSON,
     ) -> bytes:
         conn = b"connection: close\r\n" if close else b""
         start = b"%scontent-length: %d\r\n%s%s%s%s\r\n" % (
-            status_line(status),
+            _STATUS_LINES.get(status) or status_line(status),
             len(body),
             ctype if body or status >= 400 else b"",
             self.front.date,
