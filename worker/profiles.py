@@ -60,11 +60,12 @@ class Profiles:
         self.overrides = dict(overrides or {})
         self.max_routes = max_routes
         self.routes: dict[str, RouteProfile] = {}
-        self._lanes: dict[str, str] = {}  # the decision, cached until the next observation
+        #: Each route's lane: the overrides, then what was decided (cached until the next
+        #: decision). Read on every request, so one lookup answers it.
+        self.decided: dict[str, str] = dict(self.overrides)
 
     def lane_for(self, route: str) -> str:
-        lane = self.overrides.get(route) or self._lanes.get(route)
-        return lane or SPRINTER
+        return self.decided.get(route, SPRINTER)
 
     def observe(self, route: str, seconds: float, size: int) -> None:
         profile = self.routes.get(route)
@@ -87,4 +88,5 @@ class Profiles:
             return
         slow = profile.quantile() > self.slow_seconds
         large = profile.size > self.large_bytes
-        self._lanes[route] = MARATHON if slow or large else SPRINTER
+        if route not in self.overrides:
+            self.decided[route] = MARATHON if slow or large else SPRINTER
