@@ -1,6 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""The HTTP front's fast path (worker._httphead): a whole, plain HTTP/1.1 request read from
-the bytes in one call, where httptools would call back into Python eight times.
+"""The fast path of every HTTP reader here (worker._httphead): a whole, plain HTTP/1.1
+request (the front, the emulator's Runtime API) or response (the Runtime API client) read
+from the bytes in one call, where httptools calls back into Python once per part and
+header. `scan_response` is described where it is defined; the rest of this text is `scan`.
 
 `scan(data, start, max_head, max_headers, max_body)` reads the request at `data[start:]`
 and returns `(method, target, headers, body, end)` (header names lower-cased, values
@@ -103,14 +105,70 @@ cdef inline bytes _lowered(const unsigned char* p, Py_ssize_t n):
     return out
 
 
+cdef Py_ssize_t _headers(const unsigned char* p, Py_ssize_t i, Py_ssize_t limit,
+                         Py_ssize_t max_head, Py_ssize_t max_headers, Py_ssize_t* size,
+                         Py_ssize_t* length, list headers) except -2:
+    """Header lines from `p[i]` through the empty line, appended to `headers`: the index
+    after the empty line, or -1 when they are not all there or not plain. `size` counts
+    as the front counts against `max_head`; `length` is the Content-Length (-1: none)."""
+    cdef Py_ssize_t name, name_end, value, value_end, k, j, count = 0
+    while True:
+        if i + 2 > limit:
+            return -1
+        if p[i] == 13:
+            if p[i + 1] != 10:
+                return -1
+            return i + 2
+        name = i
+        while i < limit and TCHAR[p[i]]:
+            i += 1
+        if i == name or i >= limit or p[i] != 58:  # ":"
+            return -1
+        name_end = i
+        i += 1
+        while i < limit and (p[i] == 32 or p[i] == 9):
+            i += 1
+        value = i
+        while i < limit and VCHAR[p[i]]:
+            i += 1
+        if i + 2 > limit or p[i] != 13 or p[i + 1] != 10:
+            return -1
+        value_end = i  # trailing blanks stay, as httptools keeps them
+        i += 2
+        count += 1
+        size[0] += name_end - name + value_end - value + 4
+        if count > max_headers or size[0] > max_head:
+            return -1
+        k = name_end - name
+        if _named(p + name, k, b"content-length", 14):
+            if length[0] >= 0 or value_end == value or value_end - value > 15:
+                return -1
+            length[0] = 0
+            for j in range(value, value_end):
+                if not 48 <= p[j] <= 57:
+                    return -1
+                length[0] = length[0] * 10 + (p[j] - 48)
+            headers.append((CONTENT_LENGTH, PyBytes_FromStringAndSize(
+                <const char*>p + value, value_end - value)))
+            continue
+        if (_named(p + name, k, b"transfer-encoding", 17) or _named(p + name, k, b"expect", 6)
+                or _named(p + name, k, b"upgrade", 7)):
+            return -1
+        if _named(p + name, k, b"connection", 10) and not _named(
+                p + value, value_end - value, b"keep-alive", 10):
+            return -1
+        headers.append((_lowered(p + name, k), PyBytes_FromStringAndSize(
+            <const char*>p + value, value_end - value)))
+
+
 def scan(bytes data, Py_ssize_t start, Py_ssize_t max_head, Py_ssize_t max_headers,
          Py_ssize_t max_body):
     """The plain, complete request at `data[start:]`, or None (see the module's text)."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-    cdef Py_ssize_t i = start, j, name, name_end, value, value_end, k
+    cdef Py_ssize_t i = start, j
     cdef Py_ssize_t limit = n
-    cdef Py_ssize_t length = -1, count = 0, size
+    cdef Py_ssize_t length = -1, size
     cdef object method
     cdef bytes target
     cdef list headers = []
@@ -138,59 +196,43 @@ def scan(bytes data, Py_ssize_t start, Py_ssize_t max_head, Py_ssize_t max_heade
         return None
     target = PyBytes_FromStringAndSize(<const char*>p + i, j - i)
     size = j - i  # the head's size as the front counts it against max_head
-    i = j + 11
-    # Header lines, then the empty line.
-    while True:
-        if i + 2 > limit:
-            return None
-        if p[i] == 13:
-            if p[i + 1] != 10:
-                return None
-            i += 2
-            break
-        name = i
-        while i < limit and TCHAR[p[i]]:
-            i += 1
-        if i == name or i >= limit or p[i] != 58:  # ":"
-            return None
-        name_end = i
-        i += 1
-        while i < limit and (p[i] == 32 or p[i] == 9):
-            i += 1
-        value = i
-        while i < limit and VCHAR[p[i]]:
-            i += 1
-        if i + 2 > limit or p[i] != 13 or p[i + 1] != 10:
-            return None
-        value_end = i  # trailing blanks stay, as httptools keeps them
-        i += 2
-        count += 1
-        size += name_end - name + value_end - value + 4
-        if count > max_headers or size > max_head:
-            return None
-        k = name_end - name
-        if _named(p + name, k, b"content-length", 14):
-            if length >= 0 or value_end == value or value_end - value > 15:
-                return None
-            length = 0
-            for j in range(value, value_end):
-                if not 48 <= p[j] <= 57:
-                    return None
-                length = length * 10 + (p[j] - 48)
-            headers.append((CONTENT_LENGTH, PyBytes_FromStringAndSize(
-                <const char*>p + value, value_end - value)))
-            continue
-        if (_named(p + name, k, b"transfer-encoding", 17) or _named(p + name, k, b"expect", 6)
-                or _named(p + name, k, b"upgrade", 7)):
-            return None
-        if _named(p + name, k, b"connection", 10) and not _named(
-                p + value, value_end - value, b"keep-alive", 10):
-            return None
-        headers.append((_lowered(p + name, k), PyBytes_FromStringAndSize(
-            <const char*>p + value, value_end - value)))
+    i = _headers(p, j + 11, limit, max_head, max_headers, &size, &length, headers)
+    if i < 0:
+        return None
     if length < 0:
         length = 0
     if length > max_body or n - i < length:
         return None
     body = PyBytes_FromStringAndSize(<const char*>p + i, length) if length else EMPTY
     return method, target, headers, body, i + length
+
+
+def scan_response(bytes data, Py_ssize_t start, Py_ssize_t max_body):
+    """The plain, complete response at `data[start:]` as `(status, headers, body, end)`,
+    or None, by the same rules as `scan`: `HTTP/1.1`, a status of 200 to 599 but 204 and
+    304 (whose bodies have other rules) with a reason of visible ASCII and spaces, a
+    Content-Length (a response without one runs to the connection's end: httptools')."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t i = start + 13, j
+    cdef Py_ssize_t length = -1, size = 0
+    cdef int status
+    cdef list headers = []
+
+    if start < 0 or n - start < 15 or memcmp(p + start, b"HTTP/1.1 ", 9) != 0:
+        return None
+    for j in range(start + 9, start + 12):
+        if not 48 <= p[j] <= 57:
+            return None
+    status = (p[start + 9] - 48) * 100 + (p[start + 10] - 48) * 10 + (p[start + 11] - 48)
+    if status < 200 or status == 204 or status == 304 or status > 599 or p[start + 12] != 32:
+        return None
+    while i < n and (VCHAR[p[i]] and p[i] != 9):
+        i += 1
+    if i + 2 > n or p[i] != 13 or p[i + 1] != 10:
+        return None
+    i = _headers(p, i + 2, n, n, n, &size, &length, headers)
+    if i < 0 or length < 0 or length > max_body or n - i < length:
+        return None
+    body = PyBytes_FromStringAndSize(<const char*>p + i, length) if length else EMPTY
+    return status, headers, body, i + length

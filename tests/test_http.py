@@ -377,9 +377,9 @@ async def _pipeline_answers(port: int, split: bool) -> list[tuple[Any, ...]]:
 
 
 async def test_the_fast_path_and_httptools_give_the_same_answers(inproc, monkeypatch) -> None:
-    from worker.sources import http
+    from worker import httphead
 
-    if http._scan is None:
+    if httphead.scan is None:
         pytest.skip("the compiled fast path is not built")
     read = []
 
@@ -388,13 +388,13 @@ async def test_the_fast_path_and_httptools_give_the_same_answers(inproc, monkeyp
         read.append(request is not None)
         return request
 
-    scan = http._scan
-    monkeypatch.setattr(http, "_scan", counting)
+    scan = httphead.scan
+    monkeypatch.setattr(httphead, "scan", counting)
     srv = await inproc("tests.apps.basic.echo", slots=4, queue=16)
     fast = await _pipeline_answers(srv.port, split=False)
     assert sum(read) >= 5  # the plain requests went the fast way; the rest to httptools
     assert fast == await _pipeline_answers(srv.port, split=True)
-    monkeypatch.setattr(http, "_scan", None)
+    monkeypatch.setattr(httphead, "scan", None)
     slow = await inproc("tests.apps.basic.echo", slots=4, queue=16)
     assert fast == await _pipeline_answers(slow.port, split=False)
     statuses = [status for status, _, _ in fast]

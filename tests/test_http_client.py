@@ -55,3 +55,42 @@ async def test_a_lost_connection_fails_every_waiting_request() -> None:
     with pytest.raises(HttpClientError):
         conn.send([conn.encode(b"GET", b"/")], asyncio.get_running_loop().create_future())
     server.close()
+
+
+_RESPONSES = (  # what a server might send back to five pipelined requests
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    b"Lambda-Runtime-Aws-Request-Id: r1\r\nLambda-Runtime-Deadline-Ms: 9\r\n"
+    b'content-length: 8\r\n\r\n{"a": 1}'
+    b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n"
+    b"HTTP/1.1 204 No Content\r\nx-a: b\r\n\r\n"  # not plain (no body by status): httptools
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+    b"HTTP/1.1 413 Payload Too Large\r\nX-Dup: 1\r\nx-dup: 2\r\ncontent-length: 2\r\n\r\n{}"
+)
+
+
+class _Transport:
+    def close(self) -> None:
+        pass
+
+
+async def _read(pieces: list[bytes], fast: bool) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+    conn = ClientConnection("127.0.0.1", 9)
+    conn.connection_made(_Transport())  # type: ignore[arg-type]
+    if not fast:
+        conn.scan = None
+    loop = asyncio.get_running_loop()
+    waiters: list[asyncio.Future[Response]] = [loop.create_future() for _ in range(5)]
+    conn._waiters.extend(waiters)
+    for piece in pieces:
+        conn.data_received(piece)
+    return [(r.status, r.headers, r.body) for r in [w.result() for w in waiters]]
+
+
+async def test_the_fast_path_and_httptools_read_responses_alike() -> None:
+    whole = await _read([_RESPONSES], fast=True)
+    assert whole == await _read([_RESPONSES], fast=False)
+    cut = [_RESPONSES[i : i + 5] for i in range(0, len(_RESPONSES), 5)]
+    assert whole == await _read(cut, fast=True)
+    assert [status for status, _, _ in whole] == [200, 202, 204, 200, 413]
+    assert whole[0][1][b"lambda-runtime-aws-request-id"] == b"r1" and whole[0][2] == b'{"a": 1}'
+    assert whole[3][2] == b"hi" and whole[4][1][b"x-dup"] == b"2"  # the last one wins

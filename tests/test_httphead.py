@@ -1,4 +1,5 @@
-"""The compiled fast path reads a request exactly as httptools does, or leaves it to it."""
+"""The compiled fast path reads a request or response exactly as httptools does, or leaves
+it to httptools."""
 
 from __future__ import annotations
 
@@ -203,3 +204,102 @@ def test_mutated_and_cut_requests_are_read_as_httptools_reads_them_or_not_at_all
                 data.insert(at, rng.choice(b" \t\r\n:/"))
         agrees(bytes(data[: rng.randint(0, len(data))]))
         agrees(bytes(data))
+
+
+class _ResponseReading:
+    """httptools' reading of each response in some bytes, as the runtime's client has it."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.responses: list[tuple[Any, ...]] = []
+
+    def on_message_begin(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = b""
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        parser = self.parser
+        keep_alive = parser.should_keep_alive()
+        self.responses.append((parser.get_status_code(), self.headers, self.body, keep_alive))
+
+
+def response_reference(data: bytes) -> list[tuple[Any, ...]]:
+    reading = _ResponseReading()
+    with contextlib.suppress(httptools.HttpParserError):
+        reading.parser.feed_data(data)
+    return reading.responses
+
+
+FOLLOW_RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nnext"
+
+
+def response_agrees(data: bytes) -> bool:
+    got = httphead.scan_response(data, 0, 1 << 20)
+    if got is None:
+        return False
+    status, headers, body, end = got
+    responses = response_reference(data[:end] + FOLLOW_RESPONSE)
+    assert responses[0] == (status, headers, body, True), data
+    assert len(responses) == 2 and responses[1][2] == b"next", data
+    return True
+
+
+def _response(rng: random.Random) -> bytes:
+    status = rng.choice(
+        [b"200 OK", b"202 Accepted", b"404 Not Found", b"500 X", b"204 No", b"200 "]
+    )
+    lines = [rng.choice([b"HTTP/1.1 "] * 8 + [b"HTTP/1.0 "]) + status]
+    for _ in range(rng.randint(0, 6)):
+        name = rng.choice(
+            [*_NAMES, b"Lambda-Runtime-Aws-Request-Id", b"Lambda-Runtime-Deadline-Ms"]
+        )
+        lines.append(name + b":" + rng.choice([b"", b" "]) + rng.choice(_VALUES))
+    body = bytes(rng.randrange(32, 127) for _ in range(rng.randint(0, 20)))
+    if rng.random() < 0.9:
+        lines.append(b"Content-Length: %d" % max(len(body) + rng.choice([0, 0, 0, -1, 1]), 0))
+    if rng.random() < 0.2:
+        lines.append(b"Connection: " + rng.choice([b"keep-alive", b"close"]))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def test_generated_responses_are_read_as_httptools_reads_them() -> None:
+    rng = random.Random(13)
+    read = sum(response_agrees(_response(rng)) for _ in range(3000))
+    assert read > 1000
+
+
+def test_mutated_and_cut_responses_are_read_as_httptools_reads_them_or_not_at_all() -> None:
+    rng = random.Random(17)
+    for _ in range(3000):
+        data = bytearray(_response(rng))
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(data))
+            if rng.random() < 0.5:
+                data[at] = rng.randrange(256)
+            else:
+                del data[at]
+        response_agrees(bytes(data[: rng.randint(0, len(data))]))
+        response_agrees(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\nruns to the end",  # no length: read until close
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nab",
+    ],
+)
+def test_responses_that_are_not_plain_or_whole_are_left_to_httptools(data: bytes) -> None:
+    assert httphead.scan_response(data, 0, 1 << 20) is None

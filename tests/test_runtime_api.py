@@ -453,14 +453,14 @@ async def test_an_event_that_comes_back_as_the_stop_cancels_the_wait_still_runs(
     ran: list[Any] = []
 
     source = RuntimeApiSource(f"127.0.0.1:{port}", _answering(ran), slots=1)
-    complete = ClientConnection.on_message_complete
+    complete = ClientConnection._complete
 
-    def then_stop(conn: ClientConnection) -> None:
-        complete(conn)  # the `/next` future now holds the event
-        if conn.parser.get_status_code() == 200:
+    def then_stop(conn: ClientConnection, response: Any, keep_alive: bool) -> None:
+        complete(conn, response, keep_alive)  # the `/next` future now holds the event
+        if response.status == 200:
             source.stop()  # cancels the poller before it resumes
 
-    monkeypatch.setattr(ClientConnection, "on_message_complete", then_stop)
+    monkeypatch.setattr(ClientConnection, "_complete", then_stop)
     assert await asyncio.wait_for(source.run(), 10) == 0
     server.close()
     assert ran == [{"x": 1}]

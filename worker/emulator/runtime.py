@@ -19,7 +19,7 @@ from typing import Any, cast
 import httptools
 import orjson
 
-from worker import marshal
+from worker import httphead, marshal
 from worker.errors import LambdaError, timed_out
 from worker.jobs import Job
 from worker.sources.http import status_line
@@ -28,6 +28,9 @@ log = logging.getLogger("worker.emulator")
 
 PREFIX = b"/2018-06-01/runtime"
 RESPONSE_LIMIT = 6 * 1024 * 1024 + 100
+#: What the fast path reads of a runtime's request head (past these, httptools reads it).
+HEAD_LIMIT = 64 * 1024
+HEADERS_LIMIT = 100
 ERROR_LIMIT = 1024 * 1024
 #: A runtime's `/next` is handed an invocation through this.
 Deliver = Callable[[Job, float], None]
@@ -179,6 +182,9 @@ class RuntimeProtocol(asyncio.Protocol):
         # pipelining runtime's answer and `/next` get their replies in one write.
         self.out: list[bytes] | None = None
         self.backlog: deque[tuple[bytes, bytes, dict[bytes, bytes], bytes, bool]] = deque()
+        #: Between httptools' first and last callback of a request (see HttpProtocol).
+        self.parsing = False
+        self.scan = httphead.scan
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -191,6 +197,21 @@ class RuntimeProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.out = []
+        scan = self.scan
+        if scan is not None and not self.parsing:
+            # Whole, plain requests (a /next, a /response) are read in one call; the first
+            # that is not, and all after it, go to httptools (as the HTTP front does).
+            start = 0
+            while self.transport is not None:
+                request = scan(data, start, HEAD_LIMIT, HEADERS_LIMIT, RESPONSE_LIMIT)
+                if request is None:
+                    break
+                method, url, headers, body, start = request
+                self._request(method, url, dict(headers), body, False)
+                if start == len(data):
+                    self._flush()
+                    return
+            data = data[start:]
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -207,6 +228,7 @@ class RuntimeProtocol(asyncio.Protocol):
             self.transport.write(b"".join(out))
 
     def on_message_begin(self) -> None:
+        self.parsing = True
         self.url = b""
         self.headers = {}
         self.body = []
@@ -228,13 +250,15 @@ class RuntimeProtocol(asyncio.Protocol):
             self.body.append(body)
 
     def on_message_complete(self) -> None:
-        request = (
-            self.parser.get_method(),
-            self.url,
-            self.headers,
-            b"".join(self.body),
-            self.too_large,
+        self.parsing = False
+        self._request(
+            self.parser.get_method(), self.url, self.headers, b"".join(self.body), self.too_large
         )
+
+    def _request(
+        self, method: bytes, url: bytes, headers: dict[bytes, bytes], body: bytes, too_large: bool
+    ) -> None:
+        request = (method, url, headers, body, too_large)
         if self.waiting is not None or self.backlog:
             self.backlog.append(request)  # answered once the /next before it is
         else:

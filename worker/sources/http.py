@@ -20,7 +20,7 @@ from typing import Any, cast
 import httptools
 import orjson
 
-from worker import marshal
+from worker import httphead, marshal
 from worker.classify import classify
 from worker.config import Config
 from worker.context import ClientContext
@@ -30,13 +30,6 @@ from worker.sources import apigw
 from worker.telemetry import dashboard
 
 log = logging.getLogger("worker.http")
-
-try:
-    # The compiled fast path for whole, plain requests (ext/httphead.pyx); without it,
-    # httptools reads every request.
-    from worker._httphead import scan as _scan  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - the extension is part of the install
-    _scan = None
 
 INVOKE_PREFIX = b"/2015-03-31/functions/"
 INVOKE_SUFFIX = b"/invocations"
@@ -187,7 +180,7 @@ class HttpProtocol(asyncio.Protocol):
         #: Between httptools' first and last callback of a request: its bytes must go on to
         #: httptools, not to the fast path.
         self.parsing = False
-        self.scan = _scan
+        self.scan = httphead.scan
         self._reset()
 
     def _reset(self) -> None:

@@ -9,10 +9,13 @@ no read timeout (a `/next` long poll may wait for hours).
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import deque
 from typing import cast
 
 import httptools
+
+from worker import httphead
 
 
 class Response:
@@ -40,6 +43,10 @@ class ClientConnection(asyncio.Protocol):
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
         self._closed = False
+        #: Between httptools' first and last callback of a response: its bytes go on to
+        #: httptools, not to the fast path.
+        self._parsing = False
+        self.scan = httphead.scan_response
 
     @classmethod
     async def open(cls, host: str, port: int) -> ClientConnection:
@@ -59,11 +66,31 @@ class ClientConnection(asyncio.Protocol):
         self._fail(HttpClientError(f"connection lost: {exc or 'closed by the server'}"))
 
     def data_received(self, data: bytes) -> None:
+        scan = self.scan
+        if scan is not None and not self._parsing:
+            # Whole, plain responses are read in one call (a /next's six headers were six
+            # callbacks); the first that is not, and all after it, go to httptools.
+            start = 0
+            while not self._closed:
+                response = scan(data, start, sys.maxsize)
+                if response is None:
+                    break
+                status, headers, body, start = response
+                self._complete(Response(status, dict(headers), body), True)
+                if start == len(data):
+                    return
+            if self._closed:
+                return
+            if start:
+                data = data[start:]
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(HttpClientError(f"malformed response: {exc}"))
             self.close()
+
+    def on_message_begin(self) -> None:
+        self._parsing = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers[name.lower()] = value
@@ -72,13 +99,17 @@ class ClientConnection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        waiter = self._waiters.popleft() if self._waiters else None
+        self._parsing = False
         response = Response(self.parser.get_status_code(), self._headers, b"".join(self._body))
         self._headers = {}
         self._body = []
+        self._complete(response, self.parser.should_keep_alive())
+
+    def _complete(self, response: Response, keep_alive: bool) -> None:
+        waiter = self._waiters.popleft() if self._waiters else None
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
-        if not self.parser.should_keep_alive():
+        if not keep_alive:
             self.close()
 
     def _fail(self, exc: Exception) -> None:
