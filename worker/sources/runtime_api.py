@@ -239,19 +239,21 @@ class RuntimeApiSource:
         arn = h.get(b"lambda-runtime-invoked-function-arn")
         tenant = h.get(b"lambda-runtime-aws-tenant-id")
         what, route = classify.kind_route(resp.body)
+        # By position, as the HTTP front does (see Job): request id, size, deadline, kind,
+        # route, trace id, client context, identity, invoked ARN, tenant id.
         job = Job(
             event,
             lambda result, error: self._answer(answer, result, error),
-            request_id=request_id,
-            size=len(resp.body),
-            kind=what,
-            route=route or what,
-            deadline=int(deadline_ms) / 1000 if deadline_ms and deadline_ms.isdigit() else None,
-            trace_id=trace_id.decode() if trace_id else None,
-            client_context=ClientContext.from_json(cc),
-            identity=CognitoIdentity.from_json(identity) if identity else None,
-            invoked_arn=arn.decode() if arn else None,
-            tenant_id=tenant.decode() if tenant else None,
+            request_id,
+            len(resp.body),
+            int(deadline_ms) / 1000 if deadline_ms and deadline_ms.isdigit() else None,
+            what,
+            route or what,
+            trace_id.decode() if trace_id else None,
+            ClientContext.from_json(cc),
+            CognitoIdentity.from_json(identity) if identity else None,
+            arn.decode() if arn else None,
+            tenant.decode() if tenant else None,
         )
         if not self.submit(job):  # cannot happen while pollers <= slots; never drop it
             self._answer(answer, None, LambdaError("Runtime.Busy", "no free slot"))
