@@ -624,7 +624,7 @@ class HttpProtocol(asyncio.Protocol):
     ) -> bytes:
         conn = b"connection: close\r\n" if close else b""
         start = b"%scontent-length: %d\r\n%s%s%s%s\r\n" % (
-            _STATUS_LINES.get(status) or status_line(status),
+            _STATUS_LINES.get(status) or status_line(status),  # the call only for odd codes
             len(body),
             ctype if body or status >= 400 else b"",
             self.front.date,
