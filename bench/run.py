@@ -51,7 +51,7 @@ PARTS = ("http", "lambda", "classify", "inference", "sqs", "overload", "lanes", 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="3 rounds of 2 s: a smoke run")
+    ap.add_argument("--quick", action="store_true", help="one short round of each: a smoke run")
     ap.add_argument(
         "--render",
         action="store_true",
