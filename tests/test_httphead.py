@@ -16,11 +16,13 @@ LIMITS = (8192, 100, 1 << 20)  # max_head, max_headers, max_body
 
 
 class _Reading:
-    """httptools' reading of each request in some bytes, as the front collects it."""
+    """httptools' reading of each message in some bytes, as our readers collect it."""
 
-    def __init__(self) -> None:
-        self.parser = httptools.HttpRequestParser(self)
-        self.requests: list[tuple[Any, ...]] = []
+    def __init__(self, response: bool) -> None:
+        self.response = response
+        kind = httptools.HttpResponseParser if response else httptools.HttpRequestParser
+        self.parser = kind(self)
+        self.messages: list[tuple[Any, ...]] = []
 
     def on_message_begin(self) -> None:
         self.url = b""
@@ -39,16 +41,22 @@ class _Reading:
     def on_message_complete(self) -> None:
         parser = self.parser
         keep_alive = parser.should_keep_alive()
-        self.requests.append((parser.get_method(), self.url, self.headers, self.body, keep_alive))
+        if self.response:
+            status = parser.get_status_code()
+            self.messages.append((status, self.headers, self.body, keep_alive))
+        else:
+            method = parser.get_method()
+            self.messages.append((method, self.url, self.headers, self.body, keep_alive))
 
 
-def reference(data: bytes) -> list[tuple[Any, ...]]:
-    """(method, target, headers, body, keep_alive) of each whole request httptools reads
-    from `data` before it ends or httptools refuses what follows."""
-    reading = _Reading()
+def reference(data: bytes, response: bool = False) -> list[tuple[Any, ...]]:
+    """Each whole message httptools reads from `data` before it ends or httptools refuses
+    what follows: (method, target, headers, body, keep_alive) of a request, (status,
+    headers, body, keep_alive) of a response."""
+    reading = _Reading(response)
     with contextlib.suppress(httptools.HttpParserError):
         reading.parser.feed_data(data)
-    return reading.requests
+    return reading.messages
 
 
 FOLLOW = b"GET /next HTTP/1.1\r\nhost: b\r\n\r\n"
@@ -206,36 +214,6 @@ def test_mutated_and_cut_requests_are_read_as_httptools_reads_them_or_not_at_all
         agrees(bytes(data))
 
 
-class _ResponseReading:
-    """httptools' reading of each response in some bytes, as the runtime's client has it."""
-
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.responses: list[tuple[Any, ...]] = []
-
-    def on_message_begin(self) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body = b""
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
-
-    def on_body(self, body: bytes) -> None:
-        self.body += body
-
-    def on_message_complete(self) -> None:
-        parser = self.parser
-        keep_alive = parser.should_keep_alive()
-        self.responses.append((parser.get_status_code(), self.headers, self.body, keep_alive))
-
-
-def response_reference(data: bytes) -> list[tuple[Any, ...]]:
-    reading = _ResponseReading()
-    with contextlib.suppress(httptools.HttpParserError):
-        reading.parser.feed_data(data)
-    return reading.responses
-
-
 FOLLOW_RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nnext"
 
 
@@ -244,7 +222,7 @@ def response_agrees(data: bytes) -> bool:
     if got is None:
         return False
     status, headers, body, end = got
-    responses = response_reference(data[:end] + FOLLOW_RESPONSE)
+    responses = reference(data[:end] + FOLLOW_RESPONSE, response=True)
     assert responses[0] == (status, headers, body, True), data
     assert len(responses) == 2 and responses[1][2] == b"next", data
     return True

@@ -121,8 +121,7 @@ class Lanes:
     def choose(self, job: Job) -> Lane:
         if self.profiles is None or len(self.all) == 1:
             return self.default
-        # `Profiles.lane_for` in line: this runs for every request.
-        return self.by_name.get(self.profiles.decided.get(job.route, SPRINTER), self.default)
+        return self.by_name.get(self.profiles.lane_for(job.route), self.default)
 
     def observe(self, job: Job, seconds: float) -> None:
         """Teach the job's lane and its route's profile how long this invocation took."""
