@@ -5,10 +5,11 @@ import time
 from pathlib import Path
 
 from worker.context import ClientContext, CognitoIdentity, Function, LambdaContext
+from worker.jobs import Job
 
 
-def make(tmp_path: Path, deadline: float) -> LambdaContext:
-    function = Function(
+def function(tmp_path: Path) -> Function:
+    return Function(
         name="fn",
         version="$LATEST",
         arn="arn:aws:lambda:us-east-1:000000000000:function:fn",
@@ -17,16 +18,23 @@ def make(tmp_path: Path, deadline: float) -> LambdaContext:
         log_stream_name="stream",
         worker_tmp=str(tmp_path),
     )
-    return LambdaContext(
-        function,
+
+
+def make(tmp_path: Path, deadline: float) -> LambdaContext:
+    job = Job(
+        {},
+        None,
         "rid",
-        deadline,
-        "default",
+        trace_id="Root=1-abc",
         identity=CognitoIdentity("id", "pool"),
         client_context=ClientContext.from_json(
             {"client": {"installation_id": "i"}, "custom": {"a": 1}, "env": {"b": 2}}
         ),
+        tenant_id="t1",
+        kind="sqs",
+        route="sqs:arn:q",
     )
+    return LambdaContext(function(tmp_path), job, deadline, "default")
 
 
 def test_lambda_attributes(tmp_path: Path) -> None:
@@ -36,6 +44,9 @@ def test_lambda_attributes(tmp_path: Path) -> None:
     assert ctx.client_context is not None and ctx.client_context.client is not None
     assert ctx.client_context.client.installation_id == "i"
     assert ctx.client_context.custom == {"a": 1}
+    # What the source told about the call is the job's, read through the context.
+    assert (ctx.aws_request_id, ctx.trace_id, ctx.tenant_id) == ("rid", "Root=1-abc", "t1")
+    assert (ctx.kind, ctx.route, ctx.lane) == ("sqs", "sqs:arn:q", "default")
     assert make(tmp_path, time.time() - 5).get_remaining_time_in_millis() == 0
 
 
@@ -60,7 +71,8 @@ def test_shared_attributes_come_from_the_function(tmp_path: Path) -> None:
     )
     assert (ctx.log_group_name, ctx.log_stream_name) == ("/aws/lambda/fn", "stream")
     assert ctx.invoked_function_arn == "arn:aws:lambda:us-east-1:000000000000:function:fn"
-    called = LambdaContext(ctx._function, "rid2", 0.0, "default", invoked_function_arn="arn:x")
+    job = Job({}, None, "rid2", invoked_arn="arn:x")
+    called = LambdaContext(function(tmp_path), job, 0.0, "default")
     assert called.invoked_function_arn == "arn:x"
     # No identity from the caller: Lambda's empty one, both fields None.
     assert called.identity.cognito_identity_id is None

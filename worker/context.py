@@ -9,10 +9,13 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker import aws, scratch
 from worker.inference import host
+
+if TYPE_CHECKING:
+    from worker.jobs import Job
 
 NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
@@ -79,57 +82,56 @@ class Function:
 class LambdaContext:
     """What `handler(event, context)` gets. Safe to read from any thread.
 
+    A view of its invocation's Job: what the source told about the call (request id, trace
+    id, client context, identity, the classified `kind` and `route`…) is read from the job
+    when asked for, and what every invocation of the process shares from its `Function`.
+    Making one costs four stores per invocation, not one per attribute.
+
     `tmp` is created on first use (most invocations never touch it) and removed with
-    everything in it when the invocation ends. `deadline` is epoch seconds. What every
-    invocation of the process shares is read from its `Function`: a context costs a few
-    stores per invocation, not one per attribute.
+    everything in it when the invocation ends. `deadline` is epoch seconds.
     """
 
-    __slots__ = (
-        "_function",
-        "_identity",
-        "_tmp",
-        "aws_request_id",
-        "client_context",
-        "deadline",
-        "invoked_function_arn",
-        "kind",
-        "lane",
-        "params",
-        "route",
-        "tenant_id",
-        "trace_id",
-    )
+    __slots__ = ("_function", "_identity", "_job", "_tmp", "deadline", "lane", "params")
 
-    def __init__(
-        self,
-        function: Function,
-        request_id: str,
-        deadline: float,
-        lane: str,
-        identity: CognitoIdentity | None = None,
-        client_context: ClientContext | None = None,
-        trace_id: str | None = None,
-        tenant_id: str | None = None,
-        kind: str | None = None,
-        route: str = "",
-        invoked_function_arn: str | None = None,
-    ) -> None:
+    def __init__(self, function: Function, job: Job, deadline: float, lane: str) -> None:
         self._function = function
-        self.aws_request_id = request_id
+        self._job = job
         self.deadline = deadline
         self.lane = lane
-        self._identity = identity
-        self.client_context = client_context
-        self.trace_id = trace_id
-        self.tenant_id = tenant_id
-        self.kind = kind  # what the classifier made of the event (None: not classified)
-        self.route = route
-        self.invoked_function_arn = invoked_function_arn or function.arn
         # Path parameters, when a Router matched a template (a shared empty mapping until
         # then: no dict built per invocation).
         self.params: Mapping[str, str] = NO_PARAMS
         self._tmp: str | None = None
+        self._identity: CognitoIdentity | None = None
+
+    @property
+    def aws_request_id(self) -> str:
+        return self._job.request_id
+
+    @property
+    def client_context(self) -> ClientContext | None:
+        return self._job.client_context
+
+    @property
+    def trace_id(self) -> str | None:
+        return self._job.trace_id
+
+    @property
+    def tenant_id(self) -> str | None:
+        return self._job.tenant_id
+
+    @property
+    def kind(self) -> str:
+        """What the classifier made of the event ("direct" when nothing more is known)."""
+        return self._job.kind
+
+    @property
+    def route(self) -> str:
+        return self._job.route
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return self._job.invoked_arn or self._function.arn
 
     @property
     def function_name(self) -> str:
@@ -154,9 +156,10 @@ class LambdaContext:
     @property
     def identity(self) -> CognitoIdentity:
         """The caller's Cognito identity (both fields None when there is none)."""
-        if self._identity is None:
-            self._identity = CognitoIdentity()
-        return self._identity
+        identity = self._identity
+        if identity is None:
+            identity = self._identity = self._job.identity or CognitoIdentity()
+        return identity
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - time.time()) * 1000))

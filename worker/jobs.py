@@ -15,9 +15,13 @@ from worker.errors import LambdaError
 Reply = Callable[[Any, LambdaError | None], str | None]
 
 # Request ids: a random per-process prefix and a counter, shaped like a UUID. uuid4()
-# costs a system call and an object per request; these are unique all the same.
+# costs a system call and an object per request; these are unique all the same. The
+# counter's last group is 12 decimal digits (decimal digits are hex digits too): str() of
+# an int is cheaper than formatting it as hex, by half of what an id costs.
+_FIRST = 10**11
+_LAST = 10**12 - 1
 _prefix = os.urandom(10).hex()
-_counter = itertools.count(1)
+_counter = itertools.count(_FIRST)
 
 
 def _shape(p: str) -> str:
@@ -28,19 +32,28 @@ _shaped = _shape(_prefix)
 
 
 def reseed() -> None:
-    """A forked worker must not repeat its parent's ids."""
+    """A forked worker must not repeat its parent's ids (nor a process its own, once its
+    counter runs out)."""
     global _prefix, _counter, _shaped
     _prefix = os.urandom(10).hex()
     _shaped = _shape(_prefix)
-    _counter = itertools.count(1)
+    _counter = itertools.count(_FIRST)
 
 
 def new_request_id() -> str:
-    return _shaped + format(next(_counter), "012x")
+    n = next(_counter)
+    if n > _LAST:  # 9e11 ids later: a fresh prefix keeps the shape and uniqueness
+        reseed()
+        n = next(_counter)
+    return _shaped + str(n)
 
 
 class Job:
     """One invocation: the decoded event, its metadata, and where the answer goes.
+
+    `reply(result, error)` answers it: by calling the `reply` callback it was made with, or,
+    in a source's subclass, by its own `reply` (the HTTP front's job is its place in the
+    connection's answer order too: one object and one call fewer per request).
 
     The HTTP front and the Runtime API's pollers pass the arguments by position: keywords
     cost 0.3 µs more per call.
@@ -54,8 +67,8 @@ class Job:
         "invoked_arn",
         "kind",
         "lane",
+        "on_reply",
         "raw",
-        "reply",
         "request_id",
         "route",
         "size",
@@ -66,7 +79,7 @@ class Job:
     def __init__(
         self,
         event: Any,
-        reply: Reply,
+        reply: Reply | None,
         request_id: str | None = None,
         size: int = 0,
         deadline: float | None = None,
@@ -81,7 +94,7 @@ class Job:
     ) -> None:
         self.event = event
         self.raw = raw  # the event's bytes as received, when a source has them
-        self.reply = reply
+        self.on_reply = reply
         self.request_id = request_id or new_request_id()
         self.size = size
         self.deadline = deadline  # epoch seconds; None: the function timeout from start
@@ -93,3 +106,9 @@ class Job:
         self.identity = identity
         self.invoked_arn = invoked_arn
         self.tenant_id = tenant_id
+
+    def reply(self, result: Any, error: LambdaError | None) -> str | None:
+        """Answer with the handler's result or the error; returns the error type the
+        source finally answered with (a result can still fail to marshal), or None."""
+        assert self.on_reply is not None, "a job made without a callback overrides reply"
+        return self.on_reply(result, error)

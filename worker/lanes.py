@@ -117,11 +117,15 @@ class Lanes:
         self.by_name = {lane.name: lane for lane in lanes}
         self.default = self.by_name.get(SPRINTER, lanes[0])
         self.profiles = profiles
+        # Each route's lane as its profile decided it (see Profiles.decided), when there is
+        # a choice to make: read here directly, as this runs for every job.
+        self._decided = profiles.decided if profiles is not None and len(lanes) > 1 else None
 
     def choose(self, job: Job) -> Lane:
-        if self.profiles is None or len(self.all) == 1:
+        decided = self._decided
+        if decided is None:
             return self.default
-        return self.by_name.get(self.profiles.lane_for(job.route), self.default)
+        return self.by_name.get(decided.get(job.route, SPRINTER), self.default)
 
     def observe(self, job: Job, seconds: float) -> None:
         """Teach the job's lane and its route's profile how long this invocation took."""

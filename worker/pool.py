@@ -189,94 +189,98 @@ class Pool:
                         slot.task.cancel()
 
     async def _run_slot(self, slot: Slot) -> None:
+        """Run the lane's jobs one at a time until the lane closes.
+
+        One invocation is this loop's body rather than a coroutine it awaits: that would be
+        a coroutine object and a frame more per invocation, on every invocation.
+        """
         lane = slot.lane
+        take = lane.take
+        function = self.function
+        timeout = self.config.timeout
+        handler = self.handler
         while True:
-            job = await lane.take()
+            job = await take()
             if job is None:
                 return
-            await self._invoke(job, slot)
-
-    async def _invoke(self, job: Job, slot: Slot) -> None:
-        lane = slot.lane
-        started = time.time()
-        deadline = job.deadline or started + self.config.timeout
-        budget = deadline - started
-        # Positional: this runs for every invocation (see LambdaContext's signature).
-        ctx = LambdaContext(
-            self.function,
-            job.request_id,
-            deadline,
-            lane.name,
-            job.identity,
-            job.client_context,
-            job.trace_id,
-            job.tenant_id,
-            job.kind,
-            job.route,
-            job.invoked_arn,
-        )
-        token = request_id.set(job.request_id)
-        lane.in_flight += 1
-        clock = time.perf_counter()
-        slot.deadline = deadline
-        slot.expired = False
-        result: Any = None
-        error: LambdaError | None = None
-        thread: Future[Any] | None = None
-        handler = self.handler
-        try:
-            fn, is_async = handler.fn, handler.is_async
-            if handler.resolve is not None:
-                fn, is_async = handler.resolve(job.event, ctx, job.kind, job.route)
-            if is_async:
-                result = await fn(job.event, ctx)
-            elif self.inline:
-                result = self._run_inline(fn, job, ctx, budget)
-            else:
-                # The thread runs in a copy of this slot's context: it logs this request id.
-                thread = self.threads.submit(contextvars.copy_context().run, fn, job.event, ctx)
-                result = await asyncio.wrap_future(thread)
-        except asyncio.CancelledError:
-            if not slot.expired:
-                # Drain ran out of time: answer, then let the cancellation end the slot.
-                slot.deadline = 0.0
-                request_id.reset(token)
-                self._finish(job, slot, ctx, None, shutdown_error(), clock)
-                raise
-            error = timed_out(budget)
-        except _Deadline:
-            error = timed_out(budget)
-        except BaseException as exc:  # SystemExit from a handler must not end the slot
-            log.error("handler failed", exc_info=exc)
-            error = from_exception(exc)
-        slot.deadline = 0.0
-        if slot.expired:
-            # Timed out, whether the cancellation surfaced or the handler swallowed it.
-            error = timed_out(budget)
-            result = None
-            task = slot.task
-            while task is not None and task.cancelling():
-                task.uncancel()
-        request_id.reset(token)
-        if thread is not None and not thread.done():
-            # Answer the caller now; the slot stays busy until the thread returns.
-            self._reply(job, slot, None, error, clock)
-            self.stuck += 1
-            if self.stuck >= len(self.slots) and self._on_stuck is not None:
-                # Every slot waits on a hung thread: this process can do nothing more.
-                self._on_stuck()
+            started = time.time()
+            deadline = job.deadline or started + timeout
+            budget = deadline - started
+            ctx = LambdaContext(function, job, deadline, lane.name)
+            # The slot's task has a context of its own: what its logs say is this request's
+            # id until the next invocation sets another (no reset: its answer's logs are
+            # this request's too).
+            request_id.set(job.request_id)
+            lane.in_flight += 1
+            clock = time.perf_counter()
+            slot.deadline = deadline
+            slot.expired = False
+            result: Any = None
+            error: LambdaError | None = None
+            thread: Future[Any] | None = None
             try:
-                await asyncio.wrap_future(thread)
+                fn, is_async = handler.fn, handler.is_async
+                if handler.resolve is not None:
+                    fn, is_async = handler.resolve(job.event, ctx, job.kind, job.route)
+                if is_async:
+                    result = await fn(job.event, ctx)
+                elif self.inline:
+                    result = self._run_inline(fn, job, ctx, budget)
+                else:
+                    # The thread runs in a copy of this slot's context: it logs this request id.
+                    thread = self.threads.submit(contextvars.copy_context().run, fn, job.event, ctx)
+                    result = await asyncio.wrap_future(thread)
             except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # answered already: a late failure only logs
-                log.warning("a timed-out handler failed after its answer", exc_info=exc)
-            finally:
-                self.stuck -= 1
-                ctx.close()
-                lane.in_flight -= 1
-        else:
-            self._finish(job, slot, ctx, result, error, clock)
+                if not slot.expired:
+                    # Drain ran out of time: answer, then let the cancellation end the slot.
+                    slot.deadline = 0.0
+                    self._answer(job, slot, ctx, None, shutdown_error(), clock)
+                    raise
+                error = timed_out(budget)
+            except _Deadline:
+                error = timed_out(budget)
+            except BaseException as exc:  # SystemExit from a handler must not end the slot
+                log.error("handler failed", exc_info=exc)
+                error = from_exception(exc)
+            slot.deadline = 0.0
+            if slot.expired:
+                # Timed out, whether the cancellation surfaced or the handler swallowed it.
+                error = timed_out(budget)
+                result = None
+                task = slot.task
+                while task is not None and task.cancelling():
+                    task.uncancel()
+            if thread is not None and not thread.done():
+                await self._outlive(job, slot, ctx, error, clock, thread)
+            else:
+                self._answer(job, slot, ctx, result, error, clock)
+
+    async def _outlive(
+        self,
+        job: Job,
+        slot: Slot,
+        ctx: LambdaContext,
+        error: LambdaError | None,
+        clock: float,
+        thread: Future[Any],
+    ) -> None:
+        """A sync handler timed out: answer the caller now; the slot stays busy until the
+        handler's thread returns (Python cannot stop a thread)."""
+        self._answer(job, slot, None, None, error, clock)
+        self.stuck += 1
+        if self.stuck >= len(self.slots) and self._on_stuck is not None:
+            # Every slot waits on a hung thread: this process can do nothing more.
+            self._on_stuck()
+        try:
+            await asyncio.wrap_future(thread)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # answered already: a late failure only logs
+            log.warning("a timed-out handler failed after its answer", exc_info=exc)
+        finally:
+            self.stuck -= 1
+            ctx.close()
+            slot.lane.in_flight -= 1
 
     def _run_inline(self, fn: HandlerFn, job: Job, ctx: LambdaContext, budget: float) -> Any:
         """Run a sync handler on the loop thread, interrupted by SIGALRM at its deadline."""
@@ -294,9 +298,21 @@ class Pool:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
 
-    def _reply(
-        self, job: Job, slot: Slot, result: Any, error: LambdaError | None, clock: float
+    def _answer(
+        self,
+        job: Job,
+        slot: Slot,
+        ctx: LambdaContext | None,
+        result: Any,
+        error: LambdaError | None,
+        clock: float,
     ) -> None:
+        """Answer the job and count the invocation. With its context, the invocation ends
+        here; without (a sync handler still running), its slot stays busy."""
+        if ctx is not None:
+            # Scratch goes first: once a caller has its answer, the invocation's files are
+            # gone.
+            ctx.close()
         try:
             error_type = job.reply(result, error)
         except Exception:  # a source's bug must not take the slot down
@@ -312,17 +328,5 @@ class Pool:
             self._on_limit()
         if self._check is not None and finished % self._check_every == 0:
             self._check()
-
-    def _finish(
-        self,
-        job: Job,
-        slot: Slot,
-        ctx: LambdaContext,
-        result: Any,
-        error: LambdaError | None,
-        clock: float,
-    ) -> None:
-        # Scratch goes first: once a caller has its answer, the invocation's files are gone.
-        ctx.close()
-        self._reply(job, slot, result, error, clock)
-        slot.lane.in_flight -= 1
+        if ctx is not None:
+            slot.lane.in_flight -= 1

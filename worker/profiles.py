@@ -61,7 +61,8 @@ class Profiles:
         self.max_routes = max_routes
         self.routes: dict[str, RouteProfile] = {}
         #: Each route's lane: the overrides, then what was decided (cached until the next
-        #: decision). Read on every request, so one lookup answers it.
+        #: decision). Read on every request, so one lookup answers it; never rebound (Lanes
+        #: reads it directly).
         self.decided: dict[str, str] = dict(self.overrides)
 
     def lane_for(self, route: str) -> str:

@@ -127,29 +127,69 @@ class Front:
                 conn.close()
 
 
-class _Exchange:
-    """One request's place in its connection's answer order; `reply` is the job's."""
+class _Ready:
+    """An answer made at once (an error, a 429, an internal endpoint): its place in the
+    connection's answer order."""
 
-    __slots__ = ("close", "data", "head", "kind", "proto", "request_id")
+    __slots__ = ("close", "data")
 
-    def __init__(
-        self,
-        kind: str,
-        head: bool,
-        close: bool,
-        proto: HttpProtocol | None = None,
-        request_id: str = "",
-    ) -> None:
-        self.kind = kind  # "invoke", "proxy", "event", "now"
-        self.head = head
+    def __init__(self, data: bytes, close: bool) -> None:
+        self.data: bytes | None = data
         self.close = close
-        self.data: bytes | None = None
-        self.proto = proto
-        self.request_id = request_id
+
+
+class _Exchange(Job):
+    """A request that became a job: its place in the connection's answer order, and the
+    answer the slot's outcome becomes (`reply`). `answer` is "invoke", "event" or "proxy".
+
+    Made as a Job (by position, see Job) and then told its connection: one object per
+    request, not a job and an exchange.
+    """
+
+    __slots__ = ("answer", "close", "data", "head", "proto")
+
+    proto: HttpProtocol
+    answer: str
+    head: bool
+    close: bool
+    data: bytes | None
 
     def reply(self, result: Any, error: LambdaError | None) -> str | None:
-        assert self.proto is not None
-        return self.proto._finish(self, result, error)
+        """Turn a slot's outcome into the bytes of the answer; returns the error type sent."""
+        answer = self.answer
+        proto = self.proto
+        if answer == "event":
+            if error is not None:
+                log.error("event invocation failed: %s: %s", error.error_type, error.message)
+            return error.error_type if error else None
+        close = self.close or proto.front.winding_down
+        rid = _request_id(self.request_id)
+        if answer == "invoke":
+            if error is None:
+                # The usual answer, in line: each call saved here is saved on every request.
+                try:
+                    data = marshal.dumps(result)
+                except LambdaError as exc:
+                    error = exc
+                else:
+                    if len(data) <= proto.config.max_payload:
+                        self.data = proto._response(200, data, close, rid)
+                        proto._flush()
+                        return None
+                    error = LambdaError(
+                        "Function.ResponseSizeTooLarge",
+                        "Response payload size exceeded maximum allowed payload size "
+                        f"({proto.config.max_payload} bytes).",
+                    )
+            proto._invoke_error(self, error, rid, close)
+        else:
+            error = proto._proxy_answer(self, result, error, rid, close)
+        proto._flush()
+        return error.error_type if error else None
+
+
+#: What a connection owes, in request order: answers made at once, and requests in slots.
+_Owed = _Ready | _Exchange
 
 
 class _Refuse(Exception):
@@ -169,7 +209,7 @@ class HttpProtocol(asyncio.Protocol):
         self.config = front.config
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.pending: deque[_Exchange] = deque()
+        self.pending: deque[_Owed] = deque()
         self.peer = "127.0.0.1"
         self.deadline = 0.0
         self.paused_reading = False
@@ -458,17 +498,15 @@ class HttpProtocol(asyncio.Protocol):
             )
         if invocation_type == b"DryRun":
             return self._answer_now(204, body=b"", close=close)
-        kind = "event" if invocation_type == b"Event" else "invoke"
         request_id = new_request_id()
-        exchange = _Exchange(kind, False, close, self, request_id)
         # The event's own kind and route (an SQS batch, an API call, a direct "action")
         # decide its lane, whatever function name the caller used.
         what, route = classify.kind_route(body)
-        # By position (see Job): request id, size, deadline, kind, route, trace id, client
-        # context, identity, invoked ARN, tenant id, raw bytes.
-        job = Job(
+        # By position (see Job): reply, request id, size, deadline, kind, route, trace id,
+        # client context, identity, invoked ARN, tenant id, raw bytes.
+        job = _Exchange(
             event,
-            exchange.reply,
+            None,
             request_id,
             len(body),
             None,
@@ -481,15 +519,20 @@ class HttpProtocol(asyncio.Protocol):
             None,
             body,
         )
+        job.proto = self
+        job.answer = "event" if invocation_type == b"Event" else "invoke"
+        job.head = False
+        job.close = close
+        job.data = None
         # In line before submitting: a source may answer at once (an emulator whose runtime
         # failed its init does), and the answer must find its place.
-        self.pending.append(exchange)
+        self.pending.append(job)
         if not self.front.submit(job):
             self.pending.pop()
             return self._throttle(head=False, close=close)
-        if kind == "event":
+        if job.answer == "event":
             # Queued: the caller is told at once; the outcome only reaches the logs.
-            exchange.data = self._response(202, b"", close, _request_id(job.request_id))
+            job.data = self._response(202, b"", close, _request_id(request_id))
             self._flush()
 
     def _proxy(
@@ -510,47 +553,19 @@ class HttpProtocol(asyncio.Protocol):
         verb = method.decode("latin-1")
         # By position, as the Invoke path (see Job): this runs for every request.
         event = apigw.build_event(verb, url, headers, body, self.peer, request_id, version)
-        exchange = _Exchange("proxy", head, close, self, request_id)
         route = verb + " " + event["rawPath"]
-        job = Job(event, exchange.reply, request_id, len(body), None, "apigw-http", route)
-        self.pending.append(exchange)
+        job = _Exchange(event, None, request_id, len(body), None, "apigw-http", route)
+        job.proto = self
+        job.answer = "proxy"
+        job.head = head
+        job.close = close
+        job.data = None
+        self.pending.append(job)
         if not self.front.submit(job):
             self.pending.pop()
             return self._throttle(head=head, close=close)
 
     # -- answers -------------------------------------------------------------------
-
-    def _finish(self, exchange: _Exchange, result: Any, error: LambdaError | None) -> str | None:
-        """Turn a slot's outcome into the bytes of the answer; returns the error type sent."""
-        kind = exchange.kind
-        if kind == "event":
-            if error is not None:
-                log.error("event invocation failed: %s: %s", error.error_type, error.message)
-            return error.error_type if error else None
-        close = exchange.close or self.front.winding_down
-        rid = _request_id(exchange.request_id)
-        if kind == "invoke":
-            if error is None:
-                # The usual answer, in line: each call saved here is saved on every request.
-                try:
-                    data = marshal.dumps(result)
-                except LambdaError as exc:
-                    error = exc
-                else:
-                    if len(data) <= self.config.max_payload:
-                        exchange.data = self._response(200, data, close, rid)
-                        self._flush()
-                        return None
-                    error = LambdaError(
-                        "Function.ResponseSizeTooLarge",
-                        "Response payload size exceeded maximum allowed payload size "
-                        f"({self.config.max_payload} bytes).",
-                    )
-            self._invoke_error(exchange, error, rid, close)
-        else:
-            error = self._proxy_answer(exchange, result, error, rid, close)
-        self._flush()
-        return error.error_type if error else None
 
     def _invoke_error(
         self, exchange: _Exchange, error: LambdaError, rid: bytes, close: bool
@@ -655,11 +670,8 @@ class HttpProtocol(asyncio.Protocol):
         if error is not None:
             body = orjson.dumps({"errorType": error[0], "errorMessage": error[1]})
         extra = b"retry-after: 1\r\n" if retry_after else b""
-        exchange = _Exchange("now", head, close)
-        exchange.data = self._response(
-            status, body or b"", close, extra=extra, head=head, ctype=ctype
-        )
-        self.pending.append(exchange)
+        data = self._response(status, body or b"", close, extra=extra, head=head, ctype=ctype)
+        self.pending.append(_Ready(data, close))
         self._flush()
 
     def _flush(self) -> None:
