@@ -198,14 +198,14 @@ class Pool:
         take = lane.take
         function = self.function
         timeout = self.config.timeout
-        handler = self.handler
+        handler = self.handler  # frozen: what it calls is read once, not per invocation
+        resolve = handler.resolve
         while True:
             job = await take()
             if job is None:
                 return
             started = time.time()
             deadline = job.deadline or started + timeout
-            budget = deadline - started
             ctx = LambdaContext(function, job, deadline, lane.name)
             # The slot's task has a context of its own: what its logs say is this request's
             # id until the next invocation sets another (no reset: its answer's logs are
@@ -213,19 +213,18 @@ class Pool:
             request_id.set(job.request_id)
             lane.in_flight += 1
             clock = time.perf_counter()
-            slot.deadline = deadline
-            slot.expired = False
+            slot.deadline = deadline  # `expired` is False: the last timeout reset it
             result: Any = None
             error: LambdaError | None = None
             thread: Future[Any] | None = None
             try:
                 fn, is_async = handler.fn, handler.is_async
-                if handler.resolve is not None:
-                    fn, is_async = handler.resolve(job.event, ctx, job.kind, job.route)
+                if resolve is not None:
+                    fn, is_async = resolve(job.event, ctx, job.kind, job.route)
                 if is_async:
                     result = await fn(job.event, ctx)
                 elif self.inline:
-                    result = self._run_inline(fn, job, ctx, budget)
+                    result = self._run_inline(fn, job, ctx, deadline - started)
                 else:
                     # The thread runs in a copy of this slot's context: it logs this request id.
                     thread = self.threads.submit(contextvars.copy_context().run, fn, job.event, ctx)
@@ -236,16 +235,17 @@ class Pool:
                     slot.deadline = 0.0
                     self._answer(job, slot, ctx, None, shutdown_error(), clock)
                     raise
-                error = timed_out(budget)
+                error = timed_out(deadline - started)
             except _Deadline:
-                error = timed_out(budget)
+                error = timed_out(deadline - started)
             except BaseException as exc:  # SystemExit from a handler must not end the slot
                 log.error("handler failed", exc_info=exc)
                 error = from_exception(exc)
             slot.deadline = 0.0
             if slot.expired:
                 # Timed out, whether the cancellation surfaced or the handler swallowed it.
-                error = timed_out(budget)
+                slot.expired = False
+                error = timed_out(deadline - started)
                 result = None
                 task = slot.task
                 while task is not None and task.cancelling():
