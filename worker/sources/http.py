@@ -53,6 +53,9 @@ _REASONS = {
 }
 _STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, r) for code, r in _REASONS.items()}
 _JSON = b"content-type: application/json\r\n"
+#: The Invoke API's headers that reach the job; an Invoke without the first is this.
+_INVOKE_HEADERS = frozenset((b"x-amz-invocation-type", b"x-amz-client-context", b"x-amzn-trace-id"))
+_REQUEST_RESPONSE = b"RequestResponse"
 #: Framing headers are ours to set; a handler's values for them are dropped.
 _OWN_HEADERS = frozenset(("content-length", "connection", "date", "transfer-encoding"))
 
@@ -483,15 +486,17 @@ class HttpProtocol(asyncio.Protocol):
             return self._answer_now(
                 503, error=("ServiceException", "The service is shutting down"), close=True
             )
-        invocation_type = b"RequestResponse"
+        invocation_type = _REQUEST_RESPONSE
         client_context = None
         trace_id = None
         for key, value in headers:
+            if key not in _INVOKE_HEADERS:  # one look-up for the many that are none of them
+                continue
             if key == b"x-amz-invocation-type":
                 invocation_type = value
             elif key == b"x-amz-client-context":
                 client_context = _client_context(value)
-            elif key == b"x-amzn-trace-id":
+            else:
                 trace_id = value.decode("latin-1")
         try:
             event = marshal.loads(body)
@@ -504,8 +509,12 @@ class HttpProtocol(asyncio.Protocol):
                 ),
                 close=close,
             )
-        if invocation_type == b"DryRun":
-            return self._answer_now(204, body=b"", close=close)
+        answer = "invoke"
+        if invocation_type is not _REQUEST_RESPONSE:  # no header: the usual, one test
+            if invocation_type == b"DryRun":
+                return self._answer_now(204, body=b"", close=close)
+            if invocation_type == b"Event":
+                answer = "event"
         request_id = new_request_id()
         # The event's own kind and route (an SQS batch, an API call, a direct "action")
         # decide its lane, whatever function name the caller used.
@@ -528,7 +537,7 @@ class HttpProtocol(asyncio.Protocol):
             body,
         )
         job.proto = self
-        job.answer = "event" if invocation_type == b"Event" else "invoke"
+        job.answer = answer
         job.head = False
         job.close = close
         job.data = None
@@ -538,7 +547,7 @@ class HttpProtocol(asyncio.Protocol):
         if not self.front.submit(job):
             self.pending.pop()
             return self._throttle(head=False, close=close)
-        if job.answer == "event":
+        if answer == "event":
             # Queued: the caller is told at once; the outcome only reaches the logs.
             job.data = self._response(202, b"", close, _request_id(request_id))
             self._flush()
@@ -645,16 +654,16 @@ class HttpProtocol(asyncio.Protocol):
         head: bool = False,
         ctype: bytes = _JSON,
     ) -> bytes:
-        conn = b"connection: close\r\n" if close else b""
-        start = b"%scontent-length: %d\r\n%s%s%s%s\r\n" % (
+        # One formatting for head and body: a concatenation more would copy the body again.
+        return b"%scontent-length: %d\r\n%s%s%s%s\r\n%s" % (
             _STATUS_LINES.get(status) or status_line(status),  # the call only for odd codes
             len(body),
             ctype if body or status >= 400 else b"",
             self.front.date,
-            conn,
+            b"connection: close\r\n" if close else b"",
             extra,
+            b"" if head else body,
         )
-        return start if head else start + body
 
     def _throttle(self, *, head: bool, close: bool) -> None:
         """429: the lane is full. The connection is closed with it when nothing else is
