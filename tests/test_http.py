@@ -127,6 +127,12 @@ async def test_event_invocation_is_202_and_still_runs(inproc, tmp_path: Path) ->
     assert dry.status == 204
 
 
+async def test_an_explicit_request_response_type_is_a_plain_invoke(inproc) -> None:
+    srv = await inproc("tests.apps.basic.echo")
+    ans = await invoke(srv.port, {"n": 1}, {"X-Amz-Invocation-Type": "RequestResponse"})
+    assert ans.status == 200 and ans.json() == {"n": 1}
+
+
 async def test_client_context_reaches_the_context(inproc) -> None:
     srv = await inproc("tests.apps.basic.context_info", timeout=30)
     cc = base64.b64encode(orjson.dumps({"client": {"installation_id": "abc"}, "custom": {"k": 1}}))
