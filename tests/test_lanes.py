@@ -22,6 +22,33 @@ async def test_offer_hands_to_an_idle_slot_then_queues_then_refuses() -> None:
     assert (await lane.take()).event == {"n": 1}  # first in, first out
 
 
+async def test_a_burst_wakes_one_slot_which_passes_the_next_job_on_when_it_starts() -> None:
+    lane = Lane("default", slots=3, queue_size=0)
+    waiters = [lane.take() for _ in range(3)]  # three idle slots
+    assert all(lane.offer(job(n)) for n in range(3))  # idle slots are room: none refused
+    assert waiters[0].done() and waiters[0].result().event == {"n": 0}
+    # One wake-up at a time: the rest wait in the queue, not in more wake-ups.
+    assert not waiters[1].done() and not waiters[2].done() and lane.depth == 2
+    lane.woke()  # the first slot starts its job: the next goes to another idle slot
+    assert waiters[1].result().event == {"n": 1} and lane.depth == 1
+    assert lane.next() is not None  # a slot that finished takes a queued job at once
+    assert lane.next() is None and lane.depth == 0
+    lane.woke()
+    assert not waiters[2].done()  # nothing left to pass on: that slot stays idle
+    assert lane.offer(job(3))  # and no wake-up is on its way: the next job wakes it
+    assert waiters[2].result().event == {"n": 3}
+
+
+async def test_room_beyond_the_idle_slots_is_the_queue_size() -> None:
+    lane = Lane("default", slots=2, queue_size=1)
+    waiters = [lane.take() for _ in range(2)]
+    assert lane.offer(job(0))  # handed to a slot
+    assert lane.offer(job(1))  # queued, but an idle slot will take it
+    assert lane.offer(job(2))  # the one place in the queue proper
+    assert not lane.offer(job(3))
+    assert waiters[0].done() and not waiters[1].done()
+
+
 async def test_close_lets_queued_jobs_finish_and_ends_idle_slots() -> None:
     lane = Lane("default", slots=2, queue_size=2)
     idle = asyncio.ensure_future(lane.take())

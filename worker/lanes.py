@@ -15,13 +15,23 @@ class Lane:
     `offer()` hands a job straight to an idle slot, else queues it while there is room,
     else returns False: the caller answers 429 at once instead of queueing without bound.
 
+    One wake-up at a time: while a slot handed a job has not started it yet, further jobs
+    queue (idle slots count as room) and the woken slot, when it starts, hands the next
+    queued job to another idle slot (`woke()`). A burst that arrives in one pass of the
+    loop so costs one or two wake-ups rather than one per job: the first slot runs what it
+    can without suspending, taking queued jobs as it finishes each, and a job that suspends
+    has already passed the next one on, so queued jobs still reach every idle slot, one
+    more per pass of the loop. Waking a slot (a future, its callback, a task step) cost
+    more than a no-op invocation's whole run in the slot.
+
     Room is bounded twice: by count (`queue_size`) and, when `wait_share` is set, by time.
-    A job's predicted wait is its place in the queue over the slots, times the lane's
-    typical invocation time (an EWMA of what `observe()` is told); past `wait_share` of one
-    typical invocation (or `wait_floor` seconds, whichever is more) it is refused. The
-    count alone lets the accepted requests of an overloaded lane wait several invocation
-    times; the time bound keeps them within one, whatever the handler's speed, while the
-    floor keeps a burst of fast invocations from being refused for a sub-millisecond wait.
+    A job's predicted wait is its place in the queue beyond the idle slots, over the slots,
+    times the lane's typical invocation time (an EWMA of what `observe()` is told); past
+    `wait_share` of one typical invocation (or `wait_floor` seconds, whichever is more) it
+    is refused. The count alone lets the accepted requests of an overloaded lane wait
+    several invocation times; the time bound keeps them within one, whatever the handler's
+    speed, while the floor keeps a burst of fast invocations from being refused for a
+    sub-millisecond wait.
     """
 
     def __init__(
@@ -42,6 +52,7 @@ class Lane:
         self.closed = False
         self._queue: deque[Job] = deque()
         self._idle: deque[asyncio.Future[Job | None]] = deque()
+        self._waking = 0  # slots handed a job that have not started it yet
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -52,27 +63,45 @@ class Lane:
         if self.closed:
             return False
         idle = self._idle
-        while idle:
-            waiter = idle.popleft()
-            if not waiter.done():
-                job.lane = self.name
-                waiter.set_result(job)
-                return True
-        depth = len(self._queue)
-        if depth >= self.queue_size:
+        if not self._waking and self._wake(job):
+            return True
+        # Each idle slot will take one of the queued jobs: only those beyond them wait.
+        waiting = len(self._queue) + 1 - len(idle)
+        if waiting > self.queue_size:
             return False
-        if self.wait_share and (depth + 1) * self.typical > self.slots * max(
-            self.wait_share * self.typical, self.wait_floor
+        if (
+            self.wait_share
+            and waiting > 0
+            and waiting * self.typical
+            > self.slots * max(self.wait_share * self.typical, self.wait_floor)
         ):
             return False  # its predicted wait for a slot is past the time bound
         job.lane = self.name
         self._queue.append(job)
         return True
 
+    def _wake(self, job: Job) -> bool:
+        """Hand `job` to an idle slot, if there is one."""
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():  # a slot cancelled while idle (drain) is skipped
+                job.lane = self.name
+                waiter.set_result(job)
+                self._waking += 1
+                return True
+        return False
+
+    def next(self) -> Job | None:
+        """The next queued job, taken at once (None: none is queued; `take()` waits)."""
+        queue = self._queue
+        return queue.popleft() if queue else None
+
     def take(self) -> asyncio.Future[Job | None]:
         """A future of the next job, or of None once the lane is closed and empty (the
         slot ends). A plain function, not a coroutine: a slot takes a job per invocation,
-        and a coroutine object per take is a cost worth sparing."""
+        and a coroutine object per take is a cost worth sparing. A slot woken with a job
+        calls `woke()` before it runs it."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -84,6 +113,14 @@ class Lane:
         else:
             self._idle.append(waiter)
         return waiter
+
+    def woke(self) -> None:
+        """A slot that waited has its job: pass the next queued one to another idle slot
+        (see the class's text)."""
+        self._waking -= 1
+        queue = self._queue
+        if queue and self._idle and self._wake(queue[0]):
+            queue.popleft()
 
     def observe(self, seconds: float) -> None:
         """Fold one invocation's duration into the lane's typical time."""

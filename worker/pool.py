@@ -195,15 +195,18 @@ class Pool:
         a coroutine object and a frame more per invocation, on every invocation.
         """
         lane = slot.lane
-        take = lane.take
+        queued, take, woke = lane.next, lane.take, lane.woke
         function = self.function
         timeout = self.config.timeout
         handler = self.handler  # frozen: what it calls is read once, not per invocation
         resolve = handler.resolve
         while True:
-            job = await take()
+            job = queued()
             if job is None:
-                return
+                job = await take()
+                if job is None:
+                    return
+                woke()  # before the handler runs: it may suspend, the next job must not wait
             started = time.time()
             deadline = job.deadline or started + timeout
             ctx = LambdaContext(function, job, deadline, lane.name)
