@@ -8,17 +8,27 @@ steady to a few per cent where the socket benchmark drifts by tens: the figure t
 when changing the hot path. Under load each µs here costs more on the wire (a slower pass
 of the loop finds fewer ready sockets per wake-up).
 
-    python -m bench.hotpath [--rounds 3000] [--path invoke|proxy]
+    python -m bench.hotpath [--rounds 3000] [--path invoke|proxy] [--instructions]
+
+`--instructions` counts instructions per request under valgrind (callgrind) instead:
+deterministic to 0.1 %, so it shows a change worth 1 % that the timings' ±5 % hide (a
+count is no time: the interpreter's instructions are not all alike, so confirm with the
+timing).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvloop
@@ -63,10 +73,9 @@ class Transport:
         pass
 
 
-async def per_request_us(
-    make: Callable[[], Any], rounds: int, request: bytes = REQUEST
-) -> list[float]:
-    """CPU µs per `request` over CONNECTIONS connections made by `make`, 5 timed runs."""
+def driver(make: Callable[[], Any], request: bytes) -> Callable[[int], Awaitable[None]]:
+    """`run(n)`: n rounds of `request` sent once on each of CONNECTIONS connections made by
+    `make`, each round until every connection has its answer."""
     loop = asyncio.get_running_loop()
     left = 0
     done: asyncio.Future[None] = loop.create_future()
@@ -91,6 +100,14 @@ async def per_request_us(
                 proto.data_received(request)
             await done
 
+    return run
+
+
+async def per_request_us(
+    make: Callable[[], Any], rounds: int, request: bytes = REQUEST
+) -> list[float]:
+    """CPU µs per `request` over CONNECTIONS connections made by `make`, 5 timed runs."""
+    run = driver(make, request)
     await run(200)  # warm up
     runs = []
     for _ in range(5):
@@ -100,7 +117,9 @@ async def per_request_us(
     return runs
 
 
-async def measure(rounds: int, path: str = "invoke") -> dict[str, Any]:
+async def ours() -> tuple[Callable[[], HttpProtocol], Pool]:
+    """A connection factory of `worker serve`'s front over a started pool (one process's
+    lanes and slots, the no-op handler), and the pool."""
     config = Config.from_env({}, concurrency=64, queue_size=1024, processes=1)
     handler = load("bench.apps.noop")
     process = WorkerProcess(
@@ -115,26 +134,90 @@ async def measure(rounds: int, path: str = "invoke") -> dict[str, Any]:
     )
     pool.start()
     front = Front(config, pool.submit, metrics_text=str, pid=0)
+    return (lambda: HttpProtocol(front)), pool
+
+
+async def measure(rounds: int, path: str = "invoke") -> dict[str, Any]:
+    make, pool = await ours()
     request = REQUESTS[path]
-    ours = await per_request_us(lambda: HttpProtocol(front), rounds, request)
+    timed = await per_request_us(make, rounds, request)
     slots = [asyncio.ensure_future(minimal_server.slot()) for _ in range(minimal_server.SLOTS)]
     minimal = await per_request_us(minimal_server.Protocol, rounds, request)
     for task in slots:
         task.cancel()
     await pool.drain(0.1)
     return {
-        "ours_us": statistics.median(ours),
+        "ours_us": statistics.median(timed),
         "minimal_us": statistics.median(minimal),
-        "ratio": statistics.median(ours) / statistics.median(minimal),
-        "runs": {"ours": ours, "minimal": minimal},
+        "ratio": statistics.median(timed) / statistics.median(minimal),
+        "runs": {"ours": timed, "minimal": minimal},
     }
+
+
+async def _rounds_of(server: str, path: str, rounds: int) -> None:
+    """The child of `instructions`: 200 rounds to warm up, then `rounds`, of one server."""
+    slots: list[asyncio.Future[None]] = []
+    make: Callable[[], Any]
+    if server == "ours":
+        make, _ = await ours()
+    else:
+        make = minimal_server.Protocol
+        slots = [asyncio.ensure_future(minimal_server.slot()) for _ in range(minimal_server.SLOTS)]
+    await driver(make, REQUESTS[path])(200 + rounds)
+    for task in slots:
+        task.cancel()
+
+
+def instructions(path: str) -> dict[str, float]:
+    """Instructions per request, counted by valgrind's callgrind: deterministic to 0.1 %
+    where timings drift by 5 %, so a change worth 1 % shows. Each server runs twice, with
+    100 and 600 rounds after the warm-up; the difference over 500 rounds of CONNECTIONS requests
+    leaves out start-up and imports."""
+    per: dict[str, float] = {}
+    for server in ("ours", "minimal"):
+        counts = []
+        for rounds in (100, 600):
+            child = [sys.executable, "-m", "bench.hotpath", "--child", server, str(rounds)]
+            valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+            out = subprocess.run(
+                [*valgrind, *child, "--path", path],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict layouts each run
+                check=True,
+            )
+            found = re.search(r"Collected : (\d+)", out.stderr)
+            if found is None:
+                raise SystemExit(f"callgrind printed no count:\n{out.stderr[-2000:]}")
+            counts.append(int(found.group(1)))
+        per[server] = (counts[1] - counts[0]) / (500 * CONNECTIONS)
+    return per
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=3000)
     ap.add_argument("--path", choices=sorted(REQUESTS), default="invoke")
+    ap.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per request under valgrind instead of timing (about 1 min)",
+    )
+    ap.add_argument("--child", nargs=2, metavar=("SERVER", "ROUNDS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child:
+        uvloop.run(_rounds_of(args.child[0], args.path, int(args.child[1])))
+        return {}
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+        per = instructions(args.path)
+        print(
+            f"worker serve's front and pool: {per['ours']:,.0f} instructions per {args.path} "
+            f"request; the minimal Protocol: {per['minimal']:,.0f} "
+            f"({per['ours'] / per['minimal']:.1f}x)"
+        )
+        return per
     result = uvloop.run(measure(args.rounds, args.path))
     print(
         f"worker serve's front and pool: {result['ours_us']:.2f} µs of CPU per {args.path} "
