@@ -39,6 +39,16 @@ async def test_a_burst_wakes_one_slot_which_passes_the_next_job_on_when_it_start
     assert waiters[2].result().event == {"n": 3}
 
 
+async def test_spread_hands_every_queued_job_an_idle_slot() -> None:
+    lane = Lane("default", slots=4, queue_size=0)
+    waiters = [lane.take() for _ in range(3)]
+    assert all(lane.offer(job(n)) for n in range(3))
+    assert [w.done() for w in waiters] == [True, False, False]
+    lane.spread()  # the woken slot is about to block on a thread
+    assert [w.result().event for w in waiters] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert lane.depth == 0
+
+
 async def test_room_beyond_the_idle_slots_is_the_queue_size() -> None:
     lane = Lane("default", slots=2, queue_size=1)
     waiters = [lane.take() for _ in range(2)]

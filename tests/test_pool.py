@@ -10,6 +10,7 @@ from tests.conftest import ROOT
 from worker import handler as handlers
 from worker import pool as pool_module
 from worker.config import Config
+from worker.errors import LambdaError
 from worker.jobs import Job
 from worker.lanes import Lane, Lanes
 from worker.pool import OBSERVE_EVERY, Pool
@@ -97,3 +98,32 @@ async def test_short_invocations_teach_their_route_one_in_eight_others_every_tim
     monkeypatch.setattr(pool_module, "OBSERVE_ALL_FROM", 0.0)
     assert await run("long", 5) == 5
     await pool.drain(0.5)
+
+
+async def test_a_slot_cancelled_between_its_wake_up_and_its_job_answers_the_job(
+    tmp_path: Path,
+) -> None:
+    config = Config(handler="tests.apps.basic.echo")
+    lane = Lane(SPRINTER, 2, 4)
+    pool = Pool(
+        handlers.load(config.handler, task_root=str(ROOT)),
+        Lanes([lane]),
+        config,
+        worker_tmp=str(tmp_path),
+        metrics=Metrics(),
+    )
+    pool.start()
+    while lane.idle < 2:  # both slots waiting for a job
+        await asyncio.sleep(0)
+    answers: list[tuple[object, LambdaError | None]] = []
+    assert pool.submit(Job({"n": 1}, lambda result, error: answers.append((result, error))))
+    # In the same pass of the loop, before any slot runs: cancel every slot (as a drain
+    # out of time does). The slot handed the job must answer it on its way out.
+    for slot in pool.slots:
+        assert slot.task is not None
+        slot.task.cancel()
+    await asyncio.gather(*(s.task for s in pool.slots if s.task), return_exceptions=True)
+    assert len(answers) == 1
+    result, error = answers[0]
+    assert result is None and error is not None and error.error_type == "Runtime.ExitError"
+    await pool.drain(0.1)

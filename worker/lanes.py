@@ -21,8 +21,9 @@ class Lane:
     loop so costs one or two wake-ups rather than one per job: the first slot runs what it
     can without suspending, taking queued jobs as it finishes each, and a job that suspends
     has already passed the next one on, so queued jobs still reach every idle slot, one
-    more per pass of the loop. Waking a slot (a future, its callback, a task step) cost
-    more than a no-op invocation's whole run in the slot.
+    more per pass of the loop (all at once behind a sync handler, whose slot will wait on
+    its thread: `spread()`). Waking a slot (a future, its callback, a task step) cost more
+    than a no-op invocation's whole run in the slot.
 
     Room is bounded twice: by count (`queue_size`) and, when `wait_share` is set, by time.
     A job's predicted wait is its place in the queue beyond the idle slots, over the slots,
@@ -58,6 +59,11 @@ class Lane:
     @property
     def depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def idle(self) -> int:
+        """Slots waiting for a job."""
+        return len(self._idle)
 
     def offer(self, job: Job) -> bool:
         if self.closed:
@@ -113,6 +119,14 @@ class Lane:
         else:
             self._idle.append(waiter)
         return waiter
+
+    def spread(self) -> None:
+        """Hand every queued job an idle slot can take (a slot that is about to block on a
+        sync handler's thread calls this: its job will not finish in this pass of the loop,
+        so the jobs behind it should not wait one pass each for a slot)."""
+        queue = self._queue
+        while queue and self._idle and self._wake(queue[0]):
+            queue.popleft()
 
     def woke(self) -> None:
         """A slot that waited has its job: pass the next queued one to another idle slot

@@ -203,7 +203,17 @@ class Pool:
         while True:
             job = queued()
             if job is None:
-                job = await take()
+                waiter = take()
+                try:
+                    job = await waiter
+                except asyncio.CancelledError:
+                    # Cancelled (drain out of time) after the lane handed it a job, before
+                    # it could start: the job is answered, not lost.
+                    handed = waiter.result() if waiter.done() and not waiter.cancelled() else None
+                    if handed is not None:
+                        handed.reply(None, shutdown_error())  # as drain answers queued jobs
+                        woke()  # no longer on its way: the next queued job finds a slot
+                    raise
                 if job is None:
                     return
                 woke()  # before the handler runs: it may suspend, the next job must not wait
@@ -231,6 +241,7 @@ class Pool:
                 else:
                     # The thread runs in a copy of this slot's context: it logs this request id.
                     thread = self.threads.submit(contextvars.copy_context().run, fn, job.event, ctx)
+                    lane.spread()  # this slot now waits on the thread: the queue need not
                     result = await asyncio.wrap_future(thread)
             except asyncio.CancelledError:
                 if not slot.expired:
