@@ -124,17 +124,22 @@ class Lane:
         """Hand every queued job an idle slot can take (a slot that is about to block on a
         sync handler's thread calls this: its job will not finish in this pass of the loop,
         so the jobs behind it should not wait one pass each for a slot)."""
-        queue = self._queue
-        while queue and self._idle and self._wake(queue[0]):
-            queue.popleft()
+        while self._pass_on():
+            pass
 
     def woke(self) -> None:
         """A slot that waited has its job: pass the next queued one to another idle slot
         (see the class's text)."""
         self._waking -= 1
+        self._pass_on()
+
+    def _pass_on(self) -> bool:
+        """Hand the first queued job to an idle slot; whether there was one to hand."""
         queue = self._queue
         if queue and self._idle and self._wake(queue[0]):
             queue.popleft()
+            return True
+        return False
 
     def observe(self, seconds: float) -> None:
         """Fold one invocation's duration into the lane's typical time."""

@@ -53,7 +53,8 @@ _REASONS = {
 }
 _STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, r) for code, r in _REASONS.items()}
 _JSON = b"content-type: application/json\r\n"
-#: The Invoke API's headers that reach the job; an Invoke without the first is this.
+#: The Invoke API's headers that reach the job, and the invocation type of an Invoke that
+#: sends no X-Amz-Invocation-Type (compared by identity: the usual case, one test).
 _INVOKE_HEADERS = frozenset((b"x-amz-invocation-type", b"x-amz-client-context", b"x-amzn-trace-id"))
 _REQUEST_RESPONSE = b"RequestResponse"
 #: Framing headers are ours to set; a handler's values for them are dropped.
@@ -536,18 +537,7 @@ class HttpProtocol(asyncio.Protocol):
             None,
             body,
         )
-        job.proto = self
-        job.answer = answer
-        job.head = False
-        job.close = close
-        job.data = None
-        # In line before submitting: a source may answer at once (an emulator whose runtime
-        # failed its init does), and the answer must find its place.
-        self.pending.append(job)
-        if not self.front.submit(job):
-            self.pending.pop()
-            return self._throttle(head=False, close=close)
-        if answer == "event":
+        if self._admit(job, answer, False, close) and answer == "event":
             # Queued: the caller is told at once; the outcome only reaches the logs.
             job.data = self._response(202, b"", close, _request_id(request_id))
             self._flush()
@@ -572,15 +562,24 @@ class HttpProtocol(asyncio.Protocol):
         event = apigw.build_event(verb, url, headers, body, self.peer, request_id, version)
         route = verb + " " + event["rawPath"]
         job = _Exchange(event, None, request_id, len(body), None, "apigw-http", route)
+        self._admit(job, "proxy", head, close)
+
+    def _admit(self, job: _Exchange, answer: str, head: bool, close: bool) -> bool:
+        """Give the job its place in the answer order and submit it; a refused one is
+        answered 429 at once (False)."""
         job.proto = self
-        job.answer = "proxy"
+        job.answer = answer
         job.head = head
         job.close = close
         job.data = None
+        # In line before submitting: a source may answer at once (an emulator whose runtime
+        # failed its init does), and the answer must find its place.
         self.pending.append(job)
-        if not self.front.submit(job):
-            self.pending.pop()
-            return self._throttle(head=head, close=close)
+        if self.front.submit(job):
+            return True
+        self.pending.pop()
+        self._throttle(head=head, close=close)
+        return False
 
     # -- answers -------------------------------------------------------------------
 
