@@ -13,6 +13,7 @@ from worker.config import Config
 from worker.errors import LambdaError
 from worker.jobs import Job
 from worker.lanes import Lane, Lanes
+from worker.placement import TRUST
 from worker.pool import OBSERVE_EVERY, Pool
 from worker.profiles import MARATHON, SPRINTER, Profiles
 from worker.telemetry.metrics import Metrics
@@ -127,3 +128,57 @@ async def test_a_slot_cancelled_between_its_wake_up_and_its_job_answers_the_job(
     result, error = answers[0]
     assert result is None and error is not None and error.error_type == "Runtime.ExitError"
     await pool.drain(0.1)
+
+
+async def _threads(port: int, event: dict[str, object], n: int) -> list[str]:
+    """Invoke `tests.apps.basic.sync_where` n times, one after another: where each ran."""
+    return [(await invoke(port, event)).json()["thread"] for _ in range(n)]  # type: ignore[index]
+
+
+async def test_a_sync_handler_whose_calls_never_block_moves_onto_the_loop(inproc) -> None:
+    srv = await inproc("tests.apps.basic.sync_where", slots=4)
+    threads = await _threads(srv.port, {}, TRUST + 4)
+    assert "MainThread" not in threads[:TRUST]
+    assert threads[TRUST:] == ["MainThread"] * 4
+
+
+async def test_a_call_that_blocks_on_the_loop_sends_its_handler_back_to_threads(inproc) -> None:
+    srv = await inproc("tests.apps.basic.sync_where", slots=4)
+    await _threads(srv.port, {}, TRUST)
+    assert await _threads(srv.port, {"sleep": 0.01}, 1) == ["MainThread"]  # it blocked there
+    # Back on threads, it must now earn the loop with a streak twice as long.
+    after = await _threads(srv.port, {}, 2 * TRUST + 1)
+    assert "MainThread" not in after[: 2 * TRUST]
+    assert after[-1] == "MainThread"
+
+
+async def test_a_sync_handler_whose_calls_block_stays_on_threads(inproc) -> None:
+    srv = await inproc("tests.apps.basic.sync_where", slots=4)
+    assert "MainThread" not in await _threads(srv.port, {"sleep": 0.001}, TRUST + 4)
+
+
+async def test_sync_handlers_always_run_on_threads_when_the_bound_is_zero(inproc) -> None:
+    srv = await inproc("tests.apps.basic.sync_where", slots=4, sync_on_loop_ms=0)
+    assert "MainThread" not in await _threads(srv.port, {}, TRUST + 4)
+
+
+async def test_a_sync_handler_on_the_loop_is_stopped_at_its_deadline(inproc) -> None:
+    srv = await inproc("tests.apps.basic.sync_where", slots=4, timeout=0.5)
+    await _threads(srv.port, {}, TRUST)
+    answer = await invoke(srv.port, {"sleep": 60})
+    assert answer.json()["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
+    # Stopped, not left running: no slot is still busy with it (a thread would be).
+    assert srv.lane.in_flight == 0
+    assert await _threads(srv.port, {}, 1) != ["MainThread"]  # and back on threads
+
+
+async def test_a_sync_handler_on_the_loop_may_run_an_event_loop_of_its_own(inproc) -> None:
+    # asyncio.run() makes a loop per call: up to a millisecond of CPU here, so a wider bound.
+    srv = await inproc("tests.apps.basic.sync_runs_a_loop", slots=4, sync_on_loop_ms=100)
+    # (A thread's first asyncio.run() may block on its set-up: the streak starts after it.)
+    answers: list[object] = []
+    while len(answers) < 4 * TRUST and answers[-1:] != [{"thread": "MainThread", "event": {}}]:
+        answers.append((await invoke(srv.port, {})).json())
+    assert answers[0] != {"thread": "MainThread", "event": {}}
+    assert answers[-1] == {"thread": "MainThread", "event": {}}
+    assert all(answer["event"] == {} for answer in answers)  # type: ignore[index]

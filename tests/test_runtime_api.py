@@ -254,6 +254,17 @@ async def test_one_slot_sync_handler_runs_inline_and_is_interrupted_at_its_deadl
     assert len(list(tmp_path.glob("finished-*"))) == 1
 
 
+async def test_one_slot_sync_handler_on_the_loop_may_run_an_event_loop_of_its_own(
+    emulate,
+) -> None:
+    """`asyncio.run()` in a sync handler (how many call async libraries) works on the loop's
+    thread, as it does under awslambdaric."""
+    emu = emulate("tests.apps.basic.sync_runs_a_loop")
+    for n in range(3):
+        answer = (await invoke(emu.port, {"n": n})).json()
+        assert answer == {"thread": "MainThread", "event": {"n": n}}
+
+
 def _event(request_id: bytes) -> bytes:
     """A fake Runtime API's `/next` response: one invocation, event `{"x": 1}`."""
     body = b'{"x": 1}'

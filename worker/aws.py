@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import os
 import threading
 from typing import Any
 
 Key = tuple[str, str, str | None]  # service, region, endpoint
-
-#: True while a sync handler runs on the loop's own thread (Lambda mode's inline run): it
-#: gets boto3 clients, as on a thread, since it cannot await.
-sync_caller: contextvars.ContextVar[bool] = contextvars.ContextVar("sync_caller", default=False)
 
 
 def region() -> str:
@@ -110,11 +105,11 @@ class Clients:
 
     def client(self, service: str, **kwargs: Any) -> Any:
         """What `context.client` returns: an awaitable on the loop, else a boto3 client."""
+        # A sync handler on the loop's own thread sees no running loop either (the pool
+        # hides it): it cannot await.
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return self.get_sync(service, **kwargs)
-        if sync_caller.get():
             return self.get_sync(service, **kwargs)
         return self.get(service, **kwargs)
 

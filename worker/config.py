@@ -186,6 +186,13 @@ SETTINGS: dict[str, Setting] = {
         parse=int,
         help="recycle a worker process whose RSS passes this (0: never)",
     ),
+    "sync_on_loop_ms": Setting(
+        env="WORKER_SYNC_ON_LOOP_MS",
+        flag=None,
+        parse=float,
+        help="a sync handler whose calls never block and use at most this much CPU (ms) runs"
+        " on the event loop, not a thread; 0: always a thread",
+    ),
     "emf": Setting(
         env="WORKER_EMF",
         flag=None,
@@ -241,6 +248,7 @@ class Config:
     #: Set by the supervisor after the init phase: models run in the worker processes.
     local_models: bool = False
     emf: int = 1
+    sync_on_loop_ms: float = 1.0
     max_invocations: int = 0
     max_connections: int = 10000
     max_rss_mb: int = 0
@@ -309,6 +317,7 @@ class Config:
             "max_rss_mb",
             "queue_wait",
             "queue_wait_min_ms",
+            "sync_on_loop_ms",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

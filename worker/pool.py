@@ -1,4 +1,5 @@
-"""Slots that run handlers: asyncio tasks on the process's loop, sync handlers on threads."""
+"""Slots that run handlers: asyncio tasks on the process's loop, sync handlers on threads
+(or on the loop, where their calls neither block nor run long: see `worker.placement`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import logging
 import signal
 import threading
 import time
+from asyncio.events import _set_running_loop
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from worker import aws
 from worker.config import Config
 from worker.context import Function, LambdaContext
 from worker.errors import LambdaError, from_exception, timed_out
@@ -20,6 +21,7 @@ from worker.handler import Handler, HandlerFn
 from worker.inference import registry
 from worker.jobs import Job
 from worker.lanes import Lane, Lanes
+from worker.placement import Placement, Placements, counts, run_counted
 from worker.telemetry.logs import request_id
 from worker.telemetry.metrics import LaneStats, Metrics
 
@@ -45,8 +47,8 @@ def _reader(lane: Lane, attr: str) -> Callable[[], float]:
 
 
 class _Deadline(BaseException):
-    """Raised inside an inline sync handler when its deadline passes (not an Exception, so a
-    handler's `except Exception` does not swallow it)."""
+    """Raised inside a sync handler running on the loop when its deadline passes (not an
+    Exception, so a handler's `except Exception` does not swallow it)."""
 
 
 class Slot:
@@ -66,11 +68,12 @@ class Pool:
     """Runs jobs from the lanes on slots.
 
     Each lane gets `lane.slots` slot tasks. Async handlers run in the slot; sync ones on a
-    thread pool with one thread per slot, so a slot never waits for a thread (or, in Lambda
-    mode with a single slot, on the loop thread itself: see `inline`). A deadline
-    watcher cancels a slot whose invocation outlives its deadline; a sync handler past
-    its deadline is answered `Sandbox.Timedout` at once, but Python cannot stop a thread,
-    so its slot stays busy until the thread returns.
+    thread pool with one thread per slot, so a slot never waits for a thread, or on the
+    loop's own thread: always in Lambda mode with a single slot (`inline`), else while the
+    function's calls neither block nor run long (`placements`). A deadline watcher cancels
+    a slot whose invocation outlives its deadline; SIGALRM interrupts a sync handler on the
+    loop at its deadline. One on a thread past its deadline is answered `Sandbox.Timedout`
+    at once, but Python cannot stop a thread, so its slot stays busy until it returns.
     """
 
     def __init__(
@@ -90,17 +93,27 @@ class Pool:
             max_workers=sum(lane.slots for lane in lanes.all), thread_name_prefix="handler"
         )
         self.slots: list[Slot] = []
+        # A sync handler may run on the loop's thread only where SIGALRM can stop it at its
+        # deadline (a thread could not be stopped), and not with models: context.infer() from
+        # a sync handler waits on the loop.
+        on_loop = threading.current_thread() is threading.main_thread() and not registry.MODELS
         # Lambda mode with one slot in the process: nothing else needs the loop while a sync
-        # handler runs, so it runs right here, sparing two cross-thread wake-ups per
-        # invocation; SIGALRM interrupts it at its deadline (a thread could not be stopped).
+        # handler runs, so it always runs right here, sparing two cross-thread wake-ups per
+        # invocation.
         self.inline = (
-            config.mode == "lambda"
+            on_loop
+            and config.mode == "lambda"
             and not handler.is_async
             and sum(lane.slots for lane in lanes.all) == 1
-            and threading.current_thread() is threading.main_thread()
-            # context.infer() from a sync handler waits on the loop: not from the loop.
-            and not registry.MODELS
         )
+        self.placements = (
+            Placements(config.sync_on_loop_ms / 1e3)
+            if on_loop and not self.inline and config.sync_on_loop_ms > 0
+            else None
+        )
+        self._on_loop = False  # a sync handler is running on the loop's thread
+        self._alarm: Any = None  # SIGALRM's handler before ours
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.finished = 0  # invocations answered by this process
         self._large = config.marathon_bytes
@@ -126,6 +139,9 @@ class Pool:
             metrics.gauge("worker_queue_depth", labels, _reader(lane, "depth"))
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.inline or self.placements is not None:
+            self._alarm = signal.signal(signal.SIGALRM, self._expire)
         for lane in self.lanes.all:
             for _ in range(lane.slots):
                 slot = Slot(lane, self._stats[lane.name])
@@ -175,6 +191,9 @@ class Pool:
         if self._watcher is not None:
             self._watcher.cancel()
         self.threads.shutdown(wait=False, cancel_futures=True)
+        if self._alarm is not None:
+            signal.signal(signal.SIGALRM, self._alarm)
+            self._alarm = None
         return not pending
 
     async def _watch(self) -> None:
@@ -200,6 +219,7 @@ class Pool:
         timeout = self.config.timeout
         handler = self.handler  # frozen: what it calls is read once, not per invocation
         resolve = handler.resolve
+        placements = self.placements
         while True:
             job = queued()
             if job is None:
@@ -237,12 +257,24 @@ class Pool:
                 if is_async:
                     result = await fn(job.event, ctx)
                 elif self.inline:
-                    result = self._run_inline(fn, job, ctx, deadline - started)
+                    result = self._run_inline(fn, job, ctx, deadline - started, None)
                 else:
-                    # The thread runs in a copy of this slot's context: it logs this request id.
-                    thread = self.threads.submit(contextvars.copy_context().run, fn, job.event, ctx)
-                    lane.spread()  # this slot now waits on the thread: the queue need not
-                    result = await asyncio.wrap_future(thread)
+                    record = None if placements is None else placements.of(fn)
+                    if record is not None and record.on_loop:
+                        result = self._run_inline(fn, job, ctx, deadline - started, record)
+                    else:
+                        # The thread runs in a copy of this slot's context: it logs this
+                        # request id.
+                        run = contextvars.copy_context().run
+                        if record is None:
+                            thread = self.threads.submit(run, fn, job.event, ctx)
+                        else:
+                            thread = self.threads.submit(run, run_counted, fn, job.event, ctx)
+                        lane.spread()  # this slot now waits on the thread: the queue need not
+                        result = await asyncio.wrap_future(thread)
+                        if record is not None:
+                            result, cost = result
+                            placements.judge(record, cost)  # type: ignore[union-attr]
             except asyncio.CancelledError:
                 if not slot.expired:
                     # Drain ran out of time: answer, then let the cancellation end the slot.
@@ -296,21 +328,34 @@ class Pool:
             ctx.close()
             slot.lane.in_flight -= 1
 
-    def _run_inline(self, fn: HandlerFn, job: Job, ctx: LambdaContext, budget: float) -> Any:
-        """Run a sync handler on the loop thread, interrupted by SIGALRM at its deadline."""
+    def _run_inline(
+        self, fn: HandlerFn, job: Job, ctx: LambdaContext, budget: float, record: Placement | None
+    ) -> Any:
+        """Run a sync handler on the loop's thread, interrupted by SIGALRM at its deadline
+        (and, for a `record`, judged by what the call cost).
 
-        def expire(signum: int, frame: object) -> None:
-            raise _Deadline
-
-        previous = signal.signal(signal.SIGALRM, expire)
+        Meanwhile the loop is not "running" for the handler: it may run a loop of its own
+        (`asyncio.run`), and `context.client` gives it boto3 clients, as on a thread.
+        """
+        before = counts() if record is not None else None
+        self._on_loop = True
         signal.setitimer(signal.ITIMER_REAL, max(budget, 0.001))
-        token = aws.sync_caller.set(True)
+        _set_running_loop(None)
         try:
             return fn(job.event, ctx)
         finally:
-            aws.sync_caller.reset(token)
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+            self._on_loop = False
+            _set_running_loop(self._loop)
+            if before is not None and record is not None and self.placements is not None:
+                after = counts()
+                self.placements.judge(record, (after[0] - before[0], after[1] - before[1]))
+
+    def _expire(self, signum: int, frame: object) -> None:
+        """SIGALRM: a sync handler on the loop reached its deadline (a late alarm, after it
+        returned, is ignored)."""
+        if self._on_loop:
+            raise _Deadline
 
     def _answer(
         self,

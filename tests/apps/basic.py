@@ -20,6 +20,23 @@ def sync_echo(event: Any, context: Any) -> Any:
     return {"event": event, "thread": threading.current_thread().name}
 
 
+def sync_where(event: Any, context: Any) -> Any:
+    """Says which thread it ran on; sleeps first when asked (a call that blocks)."""
+    if event.get("sleep"):
+        time.sleep(float(event["sleep"]))
+    return {"thread": threading.current_thread().name}
+
+
+def sync_runs_a_loop(event: Any, context: Any) -> Any:
+    """Runs an event loop of its own, as sync handlers that call async libraries do."""
+
+    async def main() -> str:
+        await asyncio.sleep(0)
+        return threading.current_thread().name
+
+    return {"thread": asyncio.run(main()), "event": event}
+
+
 async def fail(event: Any, context: Any) -> Any:
     raise ValueError("boom")
 
