@@ -4,6 +4,10 @@ Both run 2 processes and call the same no-op async handler (bench/apps.py). wrk 
 64 connections; rounds alternate between the servers so drift on this shared box hits
 both alike. Reports medians of the rounds, the ratios, p50/p99 and server CPU per request.
 
+A third case calls a sync no-op handler on the Invoke path: `worker serve` as it runs one
+(on the loop, since its calls never block: `worker/placement.py`) against itself with every
+sync handler kept on a thread (`WORKER_SYNC_ON_LOOP_MS=0`), the thread pool's cost.
+
 Two reference servers run in the same rounds on the Invoke path, to say what limits the
 ratio: `bench/ceiling.c` (a C epoll server that does next to nothing: what this machine
 allows with wrk on the same cores) and `bench/minimal_server.py` (our design, a Protocol
@@ -52,7 +56,19 @@ REFERENCES = {
     "minimal": "minimal Protocol + queue hop (reference)",
     "c": "C epoll server (reference)",
 }
-LABELS = {"ours": "worker serve", "uvicorn": "raw ASGI on uvicorn", **REFERENCES}
+LABELS = {
+    "ours": "worker serve",
+    "uvicorn": "raw ASGI on uvicorn",
+    **REFERENCES,
+    "ours_sync": "worker serve, sync handler",
+    "threads": "worker serve, sync handler on threads (`WORKER_SYNC_ON_LOOP_MS=0`)",
+}
+#: Each case's pair: (ours, its baseline).
+PAIRS = {
+    "invoke": ("ours", "uvicorn"),
+    "proxy": ("ours", "uvicorn"),
+    "sync": ("ours_sync", "threads"),
+}
 
 
 def reference_argvs(port_of: dict[str, int], build: Path) -> dict[str, list[str]]:
@@ -78,29 +94,49 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     out = results_dir(args.out)
     script = write_script(Path(tempfile.mkdtemp()) / "post.lua", BODY)
 
-    ours_port, base_port = free_port(), free_port()
-    ours = worker_argv("serve", "bench.apps.noop", ours_port, "--workers", "2",
-                       "--concurrency", "64",
-                       # Room for every connection however the kernel spreads them: the
-                       # baseline has no admission bound, so neither side may answer 429.
-                       "--queue-size", "1024")  # fmt: skip
+    ours_port, base_port, sync_port, threads_port = (free_port() for _ in range(4))
+
+    def serve(handler: str, port: int) -> list[str]:
+        return worker_argv("serve", handler, port, "--workers", "2", "--concurrency", "64",
+                           # Room for every connection however the kernel spreads them: the
+                           # baseline has no admission bound, so neither side may answer 429.
+                           "--queue-size", "1024")  # fmt: skip
+
     base = uvicorn_argv(base_port)
     cases = {
         "invoke": (INVOKE, script),
         "proxy": (PROXY, None),
+        "sync": (INVOKE, script),
     }
     ref_ports = {name: free_port() for name in REFERENCES}
     refs = reference_argvs(ref_ports, Path(tempfile.mkdtemp()))
     results: dict[str, dict[str, list[WrkResult]]] = {
-        case: {"ours": [], "uvicorn": []} for case in cases
+        case: {name: [] for name in PAIRS[case]} for case in cases
     }
     results["invoke"].update({name: [] for name in refs})
     with contextlib.ExitStack() as stack:
+        quiet = {"WORKER_LOG_LEVEL": "WARNING"}
         p_ours = stack.enter_context(
-            server(ours, ours_port, "/_worker/ready", env={"WORKER_LOG_LEVEL": "WARNING"})
+            server(serve("bench.apps.noop", ours_port), ours_port, "/_worker/ready", env=quiet)
         )
         p_base = stack.enter_context(server(base, base_port, "/"))
-        targets = {"ours": (ours_port, p_ours.pid), "uvicorn": (base_port, p_base.pid)}
+        p_sync = stack.enter_context(
+            server(serve("bench.apps.noop_sync", sync_port), sync_port, "/_worker/ready", env=quiet)
+        )
+        p_threads = stack.enter_context(
+            server(
+                serve("bench.apps.noop_sync", threads_port),
+                threads_port,
+                "/_worker/ready",
+                env={**quiet, "WORKER_SYNC_ON_LOOP_MS": "0"},
+            )
+        )
+        targets = {
+            "ours": (ours_port, p_ours.pid),
+            "uvicorn": (base_port, p_base.pid),
+            "ours_sync": (sync_port, p_sync.pid),
+            "threads": (threads_port, p_threads.pid),
+        }
         for name, argv in refs.items():
             proc = stack.enter_context(server(argv, ref_ports[name], "/"))
             targets[name] = (ref_ports[name], proc.pid)
@@ -154,7 +190,7 @@ def summarise(results: dict[str, dict[str, list[WrkResult]]]) -> dict[str, objec
                 "socket_errors": sum(r.errors for r in runs),
                 "runs": [asdict(r) for r in runs],
             }
-        ours, base = row["ours"], row["uvicorn"]
+        ours, base = (row[name] for name in PAIRS[case])
         row["ratio_rps"] = ours["rps"] / base["rps"]  # type: ignore[index]
         row["ratio_p99"] = ours["p99_ms"] / base["p99_ms"]  # type: ignore[index]
         row["reference_ratios"] = {
@@ -201,15 +237,15 @@ def table(summary: dict[str, object]) -> str:
         "| req/s vs baseline |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for case in ("invoke", "proxy"):
+    for case, (ours, base) in PAIRS.items():
         row: dict[str, Any] = summary[case]  # type: ignore[assignment]
         for name, label in LABELS.items():
             if name not in row:
                 continue
             s = row[name]
-            if name == "ours":
+            if name == ours:
                 ratio = f"**{row['ratio_rps']:.2f}x**"
-            elif name == "uvicorn":
+            elif name == base:
                 ratio = "baseline"
             else:
                 ratio = f"{row['reference_ratios'][name]:.2f}x"

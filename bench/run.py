@@ -138,7 +138,9 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
         "rounds on the Invoke path to say what limits the ratio: `bench/ceiling.c`, a C epoll "
         "server that does next to nothing (what the machine allows with wrk on it), and "
         "`bench/minimal_server.py`, the design (a Protocol with httptools and a queue hop to "
-        "slot tasks) without a runtime's bookkeeping.",
+        "slot tasks) without a runtime's bookkeeping. The `sync` rows call a sync no-op "
+        "handler: `worker serve` as it runs one (on the loop, since its calls never block) "
+        "against itself with every sync handler on a thread (`WORKER_SYNC_ON_LOOP_MS=0`).",
         "",
         http.table(summary),
         "",
@@ -250,14 +252,21 @@ def headline(
             f"| HTTP {label}: server CPU per request | {ours_cpu:.1f} µs "
             f"| uvicorn {base_cpu:.1f} µs | **{ours_cpu / base_cpu:.2f}x** |"
         )
-    for c, row in lam["levels"].items():
-        ours = row.get("worker lambda (async)")
-        if ours:
-            rows.append(
-                f"| Lambda mode inv/s at concurrency {c} (async no-op) | {ours['inv_per_s']:,.0f} "
-                f"| awslambdaric {row['awslambdaric']['inv_per_s']:,.0f} "
-                f"| **{ours['ratio']:.2f}x** |"
-            )
+    sync = http_s["sync"]
+    rows.append(
+        f"| HTTP Invoke API req/s (sync no-op) | {sync['ours_sync']['rps']:,.0f} | the same, "
+        f"sync handlers on threads {sync['threads']['rps']:,.0f} | **{sync['ratio_rps']:.2f}x** |"
+    )
+    for kind in ("async", "sync"):
+        for c, row in lam["levels"].items():
+            ours = row.get(f"worker lambda ({kind})")
+            if ours:
+                rows.append(
+                    f"| Lambda mode inv/s at concurrency {c} ({kind} no-op) "
+                    f"| {ours['inv_per_s']:,.0f} "
+                    f"| awslambdaric {row['awslambdaric']['inv_per_s']:,.0f} "
+                    f"| **{ours['ratio']:.2f}x** |"
+                )
     levels = inf["levels"]
     for c, row in levels.items():
         ours = row["ours"]
