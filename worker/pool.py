@@ -272,9 +272,9 @@ class Pool:
                             thread = self.threads.submit(run, run_counted, fn, job.event, ctx)
                         lane.spread()  # this slot now waits on the thread: the queue need not
                         result = await asyncio.wrap_future(thread)
-                        if record is not None:
+                        if record is not None and placements is not None:
                             result, cost = result
-                            placements.judge(record, cost)  # type: ignore[union-attr]
+                            placements.judge(record, cost)
             except asyncio.CancelledError:
                 if not slot.expired:
                     # Drain ran out of time: answer, then let the cancellation end the slot.
@@ -338,14 +338,17 @@ class Pool:
         (`asyncio.run`), and `context.client` gives it boto3 clients, as on a thread.
         """
         before = counts() if record is not None else None
+        # The alarm may come at any call from here on: whatever it interrupts, the finally
+        # block puts the loop back, and its first store makes a late alarm harmless (a
+        # store is no point where Python runs signal handlers).
         self._on_loop = True
-        signal.setitimer(signal.ITIMER_REAL, max(budget, 0.001))
-        _set_running_loop(None)
         try:
+            signal.setitimer(signal.ITIMER_REAL, max(budget, 0.001))
+            _set_running_loop(None)
             return fn(job.event, ctx)
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
             self._on_loop = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
             _set_running_loop(self._loop)
             if before is not None and record is not None and self.placements is not None:
                 after = counts()
