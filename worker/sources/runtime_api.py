@@ -95,6 +95,8 @@ class RuntimeApiSource:
     write: two system calls and a wake-up fewer per invocation on each side.
     """
 
+    _loop: asyncio.AbstractEventLoop  # set by run()
+
     def __init__(
         self,
         address: str,
@@ -120,6 +122,8 @@ class RuntimeApiSource:
 
     async def run(self) -> int:
         """Poll until `stop()` (returns 0) or until the Runtime API is gone."""
+        # Kept: on Python 3.11 every get_running_loop() is a getpid() system call.
+        self._loop = asyncio.get_running_loop()
         self._pollers = [asyncio.ensure_future(self._poller()) for _ in range(self.slots)]
         await asyncio.gather(*self._pollers, return_exceptions=True)
         return EXIT_API_GONE if self.gone else 0
@@ -141,6 +145,7 @@ class RuntimeApiSource:
         # The `/next` already written behind the last answer (pipelined), if any.
         pending: asyncio.Future[Response] | None = None
         me = asyncio.current_task()
+        loop = self._loop
         assert me is not None
         try:
             while True:
@@ -152,7 +157,7 @@ class RuntimeApiSource:
                     if pending is None:
                         if conn is None or conn.closed:
                             conn = await ClientConnection.open(self.host, self.port)
-                        pending = asyncio.get_running_loop().create_future()
+                        pending = loop.create_future()
                         conn.send([conn.encode(b"GET", NEXT)], pending)
                     waiting, pending = pending, None
                     self._polling.add(me)
@@ -221,9 +226,6 @@ class RuntimeApiSource:
         `/next` already written behind the answer or None)."""
         h = resp.headers
         request_id = h.get(b"lambda-runtime-aws-request-id", b"").decode()
-        # The slot writes the answer on this connection the moment it has one; the
-        # poller wakes once, for the Runtime API's reply to it (see `_answer`).
-        answer = _Answer(conn, request_id, asyncio.get_running_loop().create_future(), self)
         try:
             event = _decode_event(resp)
         except LambdaError as exc:
@@ -241,9 +243,9 @@ class RuntimeApiSource:
         what, route = classify.kind_route(resp.body)
         # By position, as the HTTP front does (see Job): request id, size, deadline, kind,
         # route, trace id, client context, identity, invoked ARN, tenant id.
-        job = Job(
+        job = _Invocation(
             event,
-            lambda result, error: self._answer(answer, result, error),
+            None,
             request_id,
             len(resp.body),
             int(deadline_ms) / 1000 if deadline_ms and deadline_ms.isdigit() else None,
@@ -255,20 +257,27 @@ class RuntimeApiSource:
             arn.decode() if arn else None,
             tenant.decode() if tenant else None,
         )
+        # The slot writes the answer on this connection the moment it has one; the
+        # poller wakes once, for the Runtime API's reply to it (see `_answer`).
+        job.conn = conn
+        job.replied = self._loop.create_future()
+        job.source = self
+        job.next = None
+        job.posted = _NOTHING_POSTED
         if not self.submit(job):  # cannot happen while pollers <= slots; never drop it
-            self._answer(answer, None, LambdaError("Runtime.Busy", "no free slot"))
+            self._answer(job, None, LambdaError("Runtime.Busy", "no free slot"))
         try:
-            reply = await answer.replied
+            reply = await job.replied
         except (OSError, HttpClientError) as exc:
             # The connection broke under the answer: post it again on a fresh one. A
             # `/next` behind it broke with it (its failure is the same one, seen here).
-            if answer.next is not None:
-                _drop(answer.next)
+            if job.next is not None:
+                _drop(job.next)
             log.warning("posting the answer for %s failed: %s", request_id, exc)
-            kind, body, headers = answer.posted
+            kind, body, headers = job.posted
             return await self._post(None, request_id, kind, body, headers), None
         _check(reply, request_id)
-        pending = answer.next
+        pending = job.next
         if pending is not None and conn.closed and not _holds_event(pending):
             # The Runtime API closed the connection after its reply (no keep-alive): the
             # `/next` behind the answer went with it. Ask again on a fresh connection;
@@ -277,7 +286,7 @@ class RuntimeApiSource:
             return None, None
         return conn, pending
 
-    def _answer(self, answer: _Answer, result: Any, error: LambdaError | None) -> str | None:
+    def _answer(self, answer: _Invocation, result: Any, error: LambdaError | None) -> str | None:
         """Called by the slot, on the loop: marshal (so the error type is known) and write
         the answer's request at once."""
         if error is None:
@@ -352,25 +361,27 @@ def _drop(pending: asyncio.Future[Response]) -> None:
         pending.exception()
 
 
-class _Answer:
-    """One invocation's answer: what was posted, the Runtime API's reply to it, and the
-    `/next` pipelined behind it."""
+_NOTHING_POSTED = (b"", b"", b"")
 
-    __slots__ = ("conn", "next", "posted", "replied", "request_id", "source")
 
-    def __init__(
-        self,
-        conn: ClientConnection,
-        request_id: str,
-        replied: asyncio.Future[Response],
-        source: RuntimeApiSource,
-    ) -> None:
-        self.conn = conn
-        self.request_id = request_id
-        self.replied = replied
-        self.source = source
-        self.next: asyncio.Future[Response] | None = None
-        self.posted: tuple[bytes, bytes, bytes] = (b"", b"", b"")
+class _Invocation(Job):
+    """An invocation from `/next` as a job, and its answer: what was posted, the Runtime
+    API's reply to it, and the `/next` pipelined behind it.
+
+    Made as a Job (by position, see Job), then told its connection: one object per
+    invocation, not a job, an answer and a callback joining them.
+    """
+
+    __slots__ = ("conn", "next", "posted", "replied", "source")
+
+    conn: ClientConnection
+    next: asyncio.Future[Response] | None
+    posted: tuple[bytes, bytes, bytes]
+    replied: asyncio.Future[Response]
+    source: RuntimeApiSource
+
+    def reply(self, result: Any, error: LambdaError | None) -> str | None:
+        return self.source._answer(self, result, error)
 
     def post(self, kind: bytes, body: bytes, headers: bytes) -> None:
         self.posted = (kind, body, headers)
