@@ -46,3 +46,14 @@ async def test_handlers_reach_aws_through_the_pool(serve, moto: Any, handler: st
     answers = [(await invoke(srv.port, {})).json() for _ in range(3)]
     assert all(bucket in a["buckets"] for a in answers)  # type: ignore[index]
     assert len({a["client"] for a in answers}) == 1  # type: ignore[index]
+
+
+async def test_a_sync_handler_on_the_loop_gets_the_pooled_boto3_client(emulate, moto: Any) -> None:
+    """Lambda mode with one slot runs a sync handler on the loop's thread, where the pool
+    hides the running loop: `context.client` gives it a boto3 client there too."""
+    bucket = f"b-{uuid.uuid4().hex[:10]}"
+    moto.client("s3").create_bucket(Bucket=bucket)
+    emu = emulate("tests.apps.aws_apps.sync_buckets", env=moto.env)
+    answers = [(await invoke(emu.port, {})).json() for _ in range(3)]
+    assert all(bucket in a["buckets"] for a in answers)  # type: ignore[index]
+    assert len({a["client"] for a in answers}) == 1  # type: ignore[index]

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -182,3 +184,10 @@ async def test_a_sync_handler_on_the_loop_may_run_an_event_loop_of_its_own(inpro
     assert answers[0] != {"thread": "MainThread", "event": {}}
     assert answers[-1] == {"thread": "MainThread", "event": {}}
     assert all(answer["event"] == {} for answer in answers)  # type: ignore[index]
+
+
+async def test_a_stray_alarm_between_calls_on_the_loop_is_harmless(inproc) -> None:
+    srv = await inproc("tests.apps.basic.sync_where", slots=4)
+    await _threads(srv.port, {}, TRUST)  # on the loop from here on
+    os.kill(os.getpid(), signal.SIGALRM)  # no handler is running: nothing to interrupt
+    assert await _threads(srv.port, {}, 2) == ["MainThread"] * 2
