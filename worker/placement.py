@@ -56,12 +56,17 @@ def counts() -> Counts:
     return getrusage(RUSAGE_THREAD).ru_nvcsw, thread_time()
 
 
+def since(before: Counts) -> Counts:
+    """What this thread has spent since it read `before` (from `counts()`)."""
+    switches, cpu = counts()
+    return switches - before[0], cpu - before[1]
+
+
 def run_counted(fn: Callable[[Any, Any], Any], event: Any, context: Any) -> tuple[Any, Counts]:
     """Call a sync handler (on a thread) and return its result with what the call cost."""
-    switches, cpu = counts()
+    before = counts()
     result = fn(event, context)
-    after = counts()
-    return result, (after[0] - switches, after[1] - cpu)
+    return result, since(before)
 
 
 class Placements:

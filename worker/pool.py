@@ -21,7 +21,7 @@ from worker.handler import Handler, HandlerFn
 from worker.inference import registry
 from worker.jobs import Job
 from worker.lanes import Lane, Lanes
-from worker.placement import Placement, Placements, counts, run_counted
+from worker.placement import Placement, Placements, counts, run_counted, since
 from worker.telemetry.logs import request_id
 from worker.telemetry.metrics import LaneStats, Metrics
 
@@ -351,8 +351,7 @@ class Pool:
             signal.setitimer(signal.ITIMER_REAL, 0)
             _set_running_loop(self._loop)
             if before is not None and record is not None and self.placements is not None:
-                after = counts()
-                self.placements.judge(record, (after[0] - before[0], after[1] - before[1]))
+                self.placements.judge(record, since(before))
 
     def _expire(self, signum: int, frame: object) -> None:
         """SIGALRM: a sync handler on the loop reached its deadline (a late alarm, after it
