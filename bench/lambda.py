@@ -39,6 +39,7 @@ from bench.harness import (
 )
 
 INVOKE = "/2015-03-31/functions/bench/invocations"
+EVENT = b'{"hello":"world"}'
 REFERENCE = "minimal runtime (reference)"
 RUNTIMES = {
     # name -> (handler, command after `--`, or None for worker lambda)
@@ -54,36 +55,69 @@ RUNTIMES = {
 
 
 def emulator_argv(
-    port: int, concurrency: int, handler: str, command: list[str] | None
+    port: int, concurrency: int, handler: str, command: list[str] | None, feed: int = 0
 ) -> list[str]:
     argv = worker_argv(
         "emulate", handler, port, "--concurrency", str(concurrency), "--queue-size", "8192"
     )
+    if feed:
+        argv += ["--feed", str(feed), "--feed-event", EVENT.decode()]
     return argv + (["--", *command] if command else [])
 
 
+#: How the emulator is loaded. wrk drives its Invoke front: the front's parsing and writes,
+#: and wrk itself, share the box with the runtime. The feed (`worker emulate --feed`) makes
+#: the invocations in the emulator: on Lambda the front end runs on other machines, and the
+#: environment's cores carry only the runtime and the Runtime API.
+LOADS = ("wrk", "feed")
+
+
+def fed_answers(port: int) -> int:
+    """What `worker emulate --feed` has had answered so far (its /_worker/metrics)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_worker/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("worker_emulator_fed_answered_total "):
+                return int(line.split()[1])
+    raise RuntimeError("the emulator reports no fed answers")
+
+
 def measure(
-    concurrency: int, handler: str, command: list[str] | None, seconds: float, script: str
+    concurrency: int,
+    handler: str,
+    command: list[str] | None,
+    seconds: float,
+    script: str,
+    load: str = "wrk",
 ) -> dict[str, float]:
     port = free_port()
-    argv = emulator_argv(port, concurrency, handler, command)
+    many = max(8, 2 * concurrency)  # wrk's connections, or the feed's invocations outstanding
+    argv = emulator_argv(port, concurrency, handler, command, many if load == "feed" else 0)
     with server(argv, port, "/_worker/ready", env={"AWS_LAMBDA_LOG_LEVEL": "WARNING"}) as emu:
         url = f"http://127.0.0.1:{port}{INVOKE}"
-        connections = max(8, 2 * concurrency)
-        wrk(url, pid=emu.pid, seconds=1, connections=connections, script=script)  # warm-up
+        if load == "wrk":
+            wrk(url, pid=emu.pid, seconds=1, connections=many, script=script)  # warm-up
+        else:
+            time.sleep(1)  # warm-up: the feed runs from the runtime's first /next on
         runtime = runtime_pid(emu.pid)
         emu_cpu0, rt_cpu0 = proc_cpu_seconds(emu.pid), tree_cpu_seconds(runtime)
-        res = wrk(url, pid=emu.pid, seconds=seconds, connections=connections, script=script)
+        extra: dict[str, float] = {}
+        if load == "wrk":
+            res = wrk(url, pid=emu.pid, seconds=seconds, connections=many, script=script)
+            invocations, rate = res.requests, res.rps
+            extra = {"wrk_cpu_us": res.client_cpu_us, "non_2xx": res.non_2xx, "p99_ms": res.p99_ms}
+        else:
+            answered, clock = fed_answers(port), time.monotonic()
+            time.sleep(seconds)
+            invocations = fed_answers(port) - answered
+            rate = invocations / (time.monotonic() - clock)
         emu_cpu, rt_cpu = proc_cpu_seconds(emu.pid) - emu_cpu0, tree_cpu_seconds(runtime) - rt_cpu0
         return {
-            "inv_per_s": res.rps,
-            "runtime_cpu_us": rt_cpu / max(1, res.requests) * 1e6,
-            "emulator_cpu_us": emu_cpu / max(1, res.requests) * 1e6,
-            "wrk_cpu_us": res.client_cpu_us,
+            "inv_per_s": rate,
+            "runtime_cpu_us": rt_cpu / max(1, invocations) * 1e6,
+            "emulator_cpu_us": emu_cpu / max(1, invocations) * 1e6,
             "pss_mb": tree_pss_mb(runtime),
             "processes": len(descendants(runtime)),
-            "non_2xx": res.non_2xx,
-            "p99_ms": res.p99_ms,
+            **extra,
         }
 
 
@@ -121,35 +155,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--levels", default="1,8,64")
     ap.add_argument("--no-model", action="store_true")
+    ap.add_argument("--loads", default=",".join(LOADS), help="wrk, feed or both")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     out = results_dir(args.out)
-    script = write_script(Path(tempfile.mkdtemp()) / "post.lua", b'{"hello":"world"}')
+    script = write_script(Path(tempfile.mkdtemp()) / "post.lua", EVENT)
     levels = [int(x) for x in args.levels.split(",")]
-    runs: dict[str, dict[str, list[dict[str, float]]]] = {
-        str(c): {name: [] for name in RUNTIMES} for c in levels
+    loads = [x for x in args.loads.split(",") if x in LOADS]
+    runs: dict[str, dict[str, dict[str, list[dict[str, float]]]]] = {
+        load: {str(c): {name: [] for name in RUNTIMES} for c in levels} for load in loads
     }
-    total = args.rounds * len(levels) * len(RUNTIMES)
+    total = args.rounds * len(levels) * len(RUNTIMES) * len(loads)
     step = 0
     for r in range(args.rounds):
         for c in levels:
             names = list(RUNTIMES) if r % 2 == 0 else list(RUNTIMES)[::-1]
             for name in names:
-                step += 1
-                left = (total - step + 1) * (args.seconds + 3)
-                where = f"round {r + 1}/{args.rounds} concurrency {c:>2} {name:22}"
-                print(f"[lambda] {where} (~{left:.0f}s left)", flush=True)
-                handler, command = RUNTIMES[name]
-                runs[str(c)][name].append(measure(c, handler, command, args.seconds, script))
-    summary: dict[str, Any] = {"levels": {}}
-    for level, by_name in runs.items():
-        row = {}
-        for name, samples in by_name.items():
-            row[name] = {k: median([s[k] for s in samples]) for k in samples[0]}
-        base = row["awslambdaric"]["inv_per_s"]
-        for name in row:
-            row[name]["ratio"] = row[name]["inv_per_s"] / base
-        summary["levels"][level] = row
+                for load in loads:
+                    step += 1
+                    left = (total - step + 1) * (args.seconds + 3)
+                    where = f"round {r + 1}/{args.rounds} concurrency {c:>2} {name:22} {load:4}"
+                    print(f"[lambda] {where} (~{left:.0f}s left)", flush=True)
+                    handler, command = RUNTIMES[name]
+                    sample = measure(c, handler, command, args.seconds, script, load)
+                    runs[load][str(c)][name].append(sample)
+    summary: dict[str, Any] = {}
+    for load, by_level in runs.items():
+        levels_out = summary["levels" if load == "wrk" else load] = {}
+        for level, by_name in by_level.items():
+            row = {}
+            for name, samples in by_name.items():
+                row[name] = {k: median([s[k] for s in samples]) for k in samples[0]}
+            base = row["awslambdaric"]["inv_per_s"]
+            for name in row:
+                row[name]["ratio"] = row[name]["inv_per_s"] / base
+            levels_out[level] = row
     if not args.no_model:
         print("[lambda] model memory: awslambdaric at 16 (16 processes load it)", flush=True)
         theirs = model_pss("awslambdaric", RUNTIMES["awslambdaric"][1])
@@ -165,6 +205,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seconds_per_run": args.seconds,
         "statistic": "median of rounds",
         "load": "wrk, 2 threads, max(8, 2 x concurrency) connections, through worker emulate",
+        "feed": "worker emulate --feed max(8, 2 x concurrency): the emulator makes the "
+        "invocations, no Invoke front on the path",
     }
     publish(out, "lambda", summary, table(summary))
     return summary
@@ -173,11 +215,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 #: The target (issue 3): invocations/s at concurrency 8, as a multiple of awslambdaric's.
 TARGET = ("8", "worker lambda (async)", 4.0)
 
+#: Each load's results in the summary, and what its table says of it.
+TABLES = (
+    ("levels", "Load: wrk through the emulator's Invoke front (the front and wrk share the box)."),
+    (
+        "feed",
+        "Load: the emulator's own (`--feed`): no Invoke front and no load generator on the box, "
+        "as on Lambda, whose front end runs on other machines.",
+    ),
+)
 
-def headroom(summary: dict[str, Any]) -> str:
+
+def headroom(levels: dict[str, Any]) -> str:
     """The target against what the reference runtime reached in the same rounds."""
     level, name, target = TARGET
-    row = summary["levels"].get(level, {})
+    row = levels.get(level, {})
     if name not in row:
         return ""
     ours, said = row[name], f"At concurrency {level}: target {target:.0f}x, {name} "
@@ -194,28 +246,38 @@ def headroom(summary: dict[str, Any]) -> str:
 
 
 def table(summary: dict[str, Any]) -> str:
-    lines = [
-        "| concurrency | runtime | inv/s | runtime CPU µs/inv | emulator CPU µs/inv "
-        "| wrk CPU µs/inv | PSS MB | processes | inv/s vs awslambdaric |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for c, row in summary["levels"].items():
-        for name, s in row.items():
-            ratio = (
-                "baseline"
-                if name == "awslambdaric"
-                else f"{s['ratio']:.2f}x"
-                if name == REFERENCE
-                else f"**{s['ratio']:.2f}x**"
-            )
-            lines.append(
-                f"| {c} | {name} | {s['inv_per_s']:,.0f} | {s['runtime_cpu_us']:.0f} | "
-                f"{s['emulator_cpu_us']:.0f} | {s.get('wrk_cpu_us', 0):.0f} | {s['pss_mb']:.0f} | "
-                f"{s['processes']:.0f} | {ratio} |"
-            )
-    limit = headroom(summary)
-    if limit:
-        lines += ["", limit.rstrip("\n")]
+    lines: list[str] = []
+    for key, what in TABLES:
+        if key not in summary:
+            continue
+        fed = key == "feed"
+        lines += [
+            *([""] if lines else []),
+            what,
+            "",
+            "| concurrency | runtime | inv/s | runtime CPU µs/inv | emulator CPU µs/inv "
+            + ("" if fed else "| wrk CPU µs/inv ")
+            + "| PSS MB | processes | inv/s vs awslambdaric |",
+            "|---:|---|---:|---:|---:|" + ("" if fed else "---:|") + "---:|---:|---:|",
+        ]
+        for c, row in summary[key].items():
+            for name, s in row.items():
+                ratio = (
+                    "baseline"
+                    if name == "awslambdaric"
+                    else f"{s['ratio']:.2f}x"
+                    if name == REFERENCE
+                    else f"**{s['ratio']:.2f}x**"
+                )
+                wrk_cpu = "" if fed else f"{s.get('wrk_cpu_us', 0):.0f} | "
+                lines.append(
+                    f"| {c} | {name} | {s['inv_per_s']:,.0f} | {s['runtime_cpu_us']:.0f} | "
+                    f"{s['emulator_cpu_us']:.0f} | {wrk_cpu}{s['pss_mb']:.0f} | "
+                    f"{s['processes']:.0f} | {ratio} |"
+                )
+        limit = headroom(summary[key])
+        if limit:
+            lines += ["", limit.rstrip("\n")]
     if "model" in summary:
         m = summary["model"]
         lines += [

@@ -25,7 +25,7 @@ from bench.harness import RESULTS, results_dir
 #: Each benchmark's share of the run, for the progress lines (rough seconds: quick, full).
 STEPS = {
     "http": (12, 150),
-    "lambda": (25, 420),
+    "lambda": (45, 840),
     "classify": (6, 60),
     "inference": (32, 780),
     "sqs": (6, 60),
@@ -147,7 +147,8 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
         "## Lambda mode: `worker lambda` vs awslambdaric 4.2.2 under `worker emulate`",
         "",
         f"Method: no-op handler (`bench.apps.noop_sync` for both; `bench.apps.noop`, async, for "
-        f"ours too); {lam_summary['method']['load']}; {lam_summary['method']['rounds']} rounds "
+        f"ours too); two loads in the same rounds: {lam_summary['method']['load']}, and "
+        f"{lam_summary['method'].get('feed', 'no feed')}; {lam_summary['method']['rounds']} rounds "
         "alternating the runtimes, medians; `bench/minimal_runtime.py`, the design without a "
         "runtime's bookkeeping, runs in the same rounds as a reference. Runtime CPU is the "
         "runtime's whole process tree; the "
@@ -257,16 +258,17 @@ def headline(
         f"| HTTP Invoke API req/s (sync no-op) | {sync['ours_sync']['rps']:,.0f} | the same, "
         f"sync handlers on threads {sync['threads']['rps']:,.0f} | **{sync['ratio_rps']:.2f}x** |"
     )
-    for kind in ("async", "sync"):
-        for c, row in lam["levels"].items():
-            ours = row.get(f"worker lambda ({kind})")
-            if ours:
-                rows.append(
-                    f"| Lambda mode inv/s at concurrency {c} ({kind} no-op) "
-                    f"| {ours['inv_per_s']:,.0f} "
-                    f"| awslambdaric {row['awslambdaric']['inv_per_s']:,.0f} "
-                    f"| **{ours['ratio']:.2f}x** |"
-                )
+    for key, load in (("levels", "wrk"), ("feed", "the emulator's own load")):
+        for kind in ("async", "sync"):
+            for c, row in lam.get(key, {}).items():
+                ours = row.get(f"worker lambda ({kind})")
+                if ours:
+                    rows.append(
+                        f"| Lambda mode inv/s at concurrency {c} ({kind} no-op, {load}) "
+                        f"| {ours['inv_per_s']:,.0f} "
+                        f"| awslambdaric {row['awslambdaric']['inv_per_s']:,.0f} "
+                        f"| **{ours['ratio']:.2f}x** |"
+                    )
     levels = inf["levels"]
     for c, row in levels.items():
         ours = row["ours"]

@@ -67,7 +67,12 @@ def test_lambda_mode_runs_a_process_per_16_slots_at_most_one_per_core(
 
 @pytest.mark.parametrize(
     ("env", "message"),
-    [({"WORKER_PORT": "eighty"}, "WORKER_PORT"), ({"WORKER_GRACE": "0"}, "grace")],
+    [
+        ({"WORKER_PORT": "eighty"}, "WORKER_PORT"),
+        ({"WORKER_GRACE": "0"}, "grace"),
+        ({"WORKER_EMULATE_FEED": "-1"}, "feed"),
+        ({"WORKER_EMULATE_FEED": "4", "WORKER_EMULATE_FEED_EVENT": "{nope"}, "feed_event"),
+    ],
 )
 def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):

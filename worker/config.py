@@ -131,6 +131,19 @@ SETTINGS: dict[str, Setting] = {
         parse=int,
         help="Lambda mode: ask for the next event in the answer's write (1) or after (0)",
     ),
+    "feed": Setting(
+        env="WORKER_EMULATE_FEED",
+        flag="--feed",
+        parse=int,
+        help="worker emulate: keep this many invocations of --feed-event outstanding, made"
+        " by the emulator itself (no Invoke front on the path, as on Lambda); 0: none",
+    ),
+    "feed_event": Setting(
+        env="WORKER_EMULATE_FEED_EVENT",
+        flag="--feed-event",
+        parse=str,
+        help="worker emulate: the JSON event --feed invokes with",
+    ),
     "queue_url": Setting(
         env="WORKER_SQS_QUEUE_URL", flag="--queue-url", parse=str, help="SQS queue to consume"
     ),
@@ -252,6 +265,8 @@ class Config:
     max_invocations: int = 0
     max_connections: int = 10000
     max_rss_mb: int = 0
+    feed: int = 0
+    feed_event: str = "{}"
     queue_url: str = ""
     batch_size: int = 10
     pollers: int = 2
@@ -318,9 +333,17 @@ class Config:
             "queue_wait",
             "queue_wait_min_ms",
             "sync_on_loop_ms",
+            "feed",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.feed:
+            import orjson
+
+            try:
+                orjson.loads(self.feed_event)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"feed_event must be JSON: {exc}") from None
         if self.mode == "sqs" and not self.queue_url:
             raise ValueError("worker sqs needs --queue-url (or WORKER_SQS_QUEUE_URL)")
         if not 1 <= self.batch_size <= 10:

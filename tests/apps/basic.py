@@ -239,3 +239,10 @@ async def leak(event: Any, context: Any) -> Any:
     """Keeps 2 MB more after every call: a handler with a memory leak."""
     _LEAK.append(b"x" * (2 * 1024 * 1024))
     return {"pid": os.getpid(), "held_mb": 2 * len(_LEAK)}
+
+
+async def only_fed(event: Any, context: Any) -> Any:
+    """Answers the event `worker emulate --feed` is given in tests, and fails any other."""
+    if event != {"fed": True}:
+        raise ValueError(f"not the fed event: {event!r}")
+    return event

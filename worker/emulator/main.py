@@ -17,6 +17,7 @@ import time
 import uvloop
 
 from worker.config import Config
+from worker.emulator.feed import Feed
 from worker.emulator.runtime import RuntimeApi, RuntimeProtocol
 from worker.sources.http import Front, HttpProtocol
 from worker.telemetry import logs
@@ -54,18 +55,23 @@ async def emulate(config: Config, command: list[str], concurrency: int | None) -
     arn = f"arn:aws:lambda:{config.region}:000000000000:function:{config.function_name}"
     slots = concurrency or 1
     api = RuntimeApi(
-        queue_size=config.queue_size or 2 * max(slots, 1),
+        # The feed's invocations wait in the queue like the front's: room for all of them.
+        queue_size=(config.queue_size or 2 * max(slots, 1)) + config.feed,
         timeout=config.timeout,
         function_arn=arn,
     )
+    feed = Feed(api, config.feed, config.feed_event.encode())
     runtime_server = await loop.create_server(lambda: RuntimeProtocol(api), "127.0.0.1", 0)
     address = f"127.0.0.1:{runtime_server.sockets[0].getsockname()[1]}"
-    front = Front(config, api.submit, metrics_text=lambda: "", pid=os.getpid())
+    front = Front(config, api.submit, metrics_text=feed.metrics_text, pid=os.getpid())
     front.ready = False  # until the runtime first asks for work
 
     def ready() -> None:
         front.ready = True
         log.info("runtime is ready", extra={"fields": {"address": address}})
+        if config.feed:
+            log.info("feeding", extra={"fields": feed.counts()})
+            feed.start()
 
     api.on_first_poll = ready
     front_server = await loop.create_server(lambda: HttpProtocol(front), config.host, config.port)
@@ -91,6 +97,7 @@ async def emulate(config: Config, command: list[str], concurrency: int | None) -
     exited = asyncio.ensure_future(proc.wait())
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait([exited, stopping], return_when=asyncio.FIRST_COMPLETED)
+    feed.stop()
     if exited.done():
         code = exited.result()
         log.error("the runtime exited", extra={"fields": {"status": code}})
