@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,26 @@ async def test_a_sync_handler_on_the_loop_is_stopped_at_its_deadline(inproc) -> 
     # Stopped, not left running: no slot is still busy with it (a thread would be).
     assert srv.lane.in_flight == 0
     assert await _threads(srv.port, {}, 1) != ["MainThread"]  # and back on threads
+
+
+async def test_a_timer_armed_for_an_earlier_deadline_lets_a_later_call_run_on(inproc) -> None:
+    srv = await inproc("tests.apps.basic.sync_where", slots=4)
+    await _threads(srv.port, {}, TRUST)
+    # As an earlier call leaves it: armed for a deadline before the next call's own.
+    srv.pool._arm(time.time() + 0.05)
+    answer = await invoke(srv.port, {"sleep": 0.3})  # the alarm comes while it sleeps
+    assert answer.json() == {"thread": "MainThread"}  # not stopped: its deadline is far
+    # The alarm armed the timer again, for the rest of that call's 300 s.
+    assert signal.getitimer(signal.ITIMER_REAL)[0] > 200
+
+
+async def test_a_call_whose_deadline_comes_before_the_armed_timer_arms_its_own(inproc) -> None:
+    srv = await inproc("tests.apps.basic.sync_where", slots=4, timeout=0.5)
+    await _threads(srv.port, {}, TRUST)
+    srv.pool._arm(time.time() + 1000)  # armed by a call with a later deadline
+    answer = await invoke(srv.port, {"sleep": 60})
+    assert answer.json()["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
+    assert srv.lane.in_flight == 0
 
 
 async def test_a_sync_handler_on_the_loop_may_run_an_event_loop_of_its_own(inproc) -> None:

@@ -9,7 +9,13 @@ other slots go on while it waits.
 So each sync handler function is judged by its own calls, as the kernel counts them for the
 thread that ran them: a call that blocked (a voluntary context switch) or used more CPU time
 than the bound needs a thread. Being preempted is not blocking, and waiting for the GIL
-before a threaded call starts is not counted (the counts start once it runs Python). After
+before a threaded call starts is not counted (the counts start once it runs Python).
+
+CPU time is read only when it decides something: a call within the bound in wall time
+(`perf_counter`, no system call) is within it in CPU time, and a call over it that never
+left its core (no context switch of either kind) spent that time on the CPU. Only a call
+over the bound that was preempted is unclear; the function's next call is then measured by
+the thread's CPU clock (`thread_time`), which costs a system call each side. After
 `TRUST` calls in a row that needed no thread, the function runs on the loop. Its first call
 there that needs one sends it back to threads: that one call held the loop, so the streak it
 needs to return doubles (up to `TRUST_MAX`), unless it had stayed on the loop for a long
@@ -21,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from resource import RUSAGE_THREAD, getrusage
-from time import thread_time
+from time import perf_counter, thread_time
 from typing import Any
 
 log = logging.getLogger("worker.placement")
@@ -38,33 +44,40 @@ class Placement:
     """One sync handler function's record: where it runs, and its streak of calls that
     needed no thread."""
 
-    __slots__ = ("name", "needed", "on_loop", "streak")
+    __slots__ = ("name", "needed", "on_loop", "precise", "streak")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.on_loop = False
         self.streak = 0
         self.needed = TRUST
+        self.precise = False  # measure the next call's CPU time: the last one was unclear
 
 
-Counts = tuple[int, float]  # voluntary context switches, CPU seconds (user + system)
+#: Voluntary and involuntary context switches, wall seconds, CPU seconds (-1.0: not read).
+Counts = tuple[int, int, float, float]
 
 
-def counts() -> Counts:
-    """This thread's voluntary context switches and CPU time so far (from the scheduler's
-    clock: getrusage's CPU times move in whole ticks)."""
-    return getrusage(RUSAGE_THREAD).ru_nvcsw, thread_time()
+def counts(cpu: bool = False) -> Counts:
+    """This thread's context switches so far, the wall clock, and with `cpu` its CPU time
+    (from the scheduler's clock: getrusage's CPU times move in whole ticks)."""
+    usage = getrusage(RUSAGE_THREAD)
+    return usage.ru_nvcsw, usage.ru_nivcsw, perf_counter(), thread_time() if cpu else -1.0
 
 
 def since(before: Counts) -> Counts:
-    """What this thread has spent since it read `before` (from `counts()`)."""
-    switches, cpu = counts()
-    return switches - before[0], cpu - before[1]
+    """What this thread has spent since it read `before` (from `counts()`), measured alike."""
+    timed = before[3] >= 0
+    now = counts(timed)
+    cpu = now[3] - before[3] if timed else -1.0
+    return now[0] - before[0], now[1] - before[1], now[2] - before[2], cpu
 
 
-def run_counted(fn: Callable[[Any, Any], Any], event: Any, context: Any) -> tuple[Any, Counts]:
+def run_counted(
+    fn: Callable[[Any, Any], Any], event: Any, context: Any, cpu: bool = False
+) -> tuple[Any, Counts]:
     """Call a sync handler (on a thread) and return its result with what the call cost."""
-    before = counts()
+    before = counts(cpu)
     result = fn(event, context)
     return result, since(before)
 
@@ -87,7 +100,21 @@ class Placements:
 
     def judge(self, record: Placement, cost: Counts) -> None:
         """One call of `record`'s function cost `cost`: move it if that calls for it."""
-        if not cost[0] and cost[1] <= self.max_cpu:
+        blocked, preempted, wall, cpu = cost
+        if cpu >= 0:
+            record.precise = False
+        if blocked:
+            needs_thread = True
+        elif cpu >= 0:
+            needs_thread = cpu > self.max_cpu
+        elif wall <= self.max_cpu:
+            needs_thread = False
+        elif not preempted:
+            needs_thread = True  # it never left its core: its wall time was CPU time
+        else:
+            record.precise = True  # how much of that time was its own? Measure the next.
+            return
+        if not needs_thread:
             streak = record.streak = record.streak + 1
             if streak == record.needed and not record.on_loop:
                 record.on_loop = True
@@ -101,9 +128,9 @@ class Placements:
             long_stay = record.streak >= 4 * record.needed
             record.needed = TRUST if long_stay else min(2 * record.needed, TRUST_MAX)
             log.debug(
-                "%s back on threads: a call blocked %d times, used %.3f ms of CPU",
+                "%s back on threads: a call blocked %d times, took %.3f ms",
                 record.name,
-                cost[0],
-                cost[1] * 1e3,
+                blocked,
+                (cpu if cpu >= 0 else wall) * 1e3,
             )
         record.streak = 0

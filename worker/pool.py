@@ -112,6 +112,13 @@ class Pool:
             else None
         )
         self._on_loop = False  # a sync handler is running on the loop's thread
+        self._on_loop_deadline = 0.0  # its deadline (epoch seconds)
+        # When the armed SIGALRM timer fires (epoch seconds; 0: not armed). It is armed for
+        # the deadline of the call that armed it and left armed after that call: a later
+        # call whose deadline is no earlier (each call's deadline is its start plus the
+        # timeout) needs no timer of its own, and an early alarm re-arms for the rest. Two
+        # system calls fewer per call than arming and disarming around each one.
+        self._alarm_at = 0.0
         self._alarm: Any = None  # SIGALRM's handler before ours
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -192,6 +199,8 @@ class Pool:
             self._watcher.cancel()
         self.threads.shutdown(wait=False, cancel_futures=True)
         if self._alarm is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            self._alarm_at = 0.0
             signal.signal(signal.SIGALRM, self._alarm)
             self._alarm = None
         return not pending
@@ -257,11 +266,11 @@ class Pool:
                 if is_async:
                     result = await fn(job.event, ctx)
                 elif self.inline:
-                    result = self._run_inline(fn, job, ctx, deadline - started, None)
+                    result = self._run_inline(fn, job, ctx, deadline, None)
                 else:
                     record = None if placements is None else placements.of(fn)
                     if record is not None and record.on_loop:
-                        result = self._run_inline(fn, job, ctx, deadline - started, record)
+                        result = self._run_inline(fn, job, ctx, deadline, record)
                     else:
                         # The thread runs in a copy of this slot's context: it logs this
                         # request id.
@@ -269,7 +278,9 @@ class Pool:
                         if record is None:
                             thread = self.threads.submit(run, fn, job.event, ctx)
                         else:
-                            thread = self.threads.submit(run, run_counted, fn, job.event, ctx)
+                            thread = self.threads.submit(
+                                run, run_counted, fn, job.event, ctx, record.precise
+                            )
                         lane.spread()  # this slot now waits on the thread: the queue need not
                         result = await asyncio.wrap_future(thread)
                         if record is not None and placements is not None:
@@ -329,7 +340,7 @@ class Pool:
             slot.lane.in_flight -= 1
 
     def _run_inline(
-        self, fn: HandlerFn, job: Job, ctx: LambdaContext, budget: float, record: Placement | None
+        self, fn: HandlerFn, job: Job, ctx: LambdaContext, deadline: float, record: Placement | None
     ) -> Any:
         """Run a sync handler on the loop's thread, interrupted by SIGALRM at its deadline
         (and, for a `record`, judged by what the call cost).
@@ -337,26 +348,38 @@ class Pool:
         Meanwhile the loop is not "running" for the handler: it may run a loop of its own
         (`asyncio.run`), and `context.client` gives it boto3 clients, as on a thread.
         """
-        before = counts() if record is not None else None
+        before = counts(record.precise) if record is not None else None
+        self._on_loop_deadline = deadline
+        if not 0 < self._alarm_at <= deadline:
+            # No timer, or one that fires after this deadline: arm one for this call.
+            self._arm(deadline)
         # The alarm may come at any call from here on: whatever it interrupts, the finally
         # block puts the loop back, and its first store makes a late alarm harmless (a
         # store is no point where Python runs signal handlers).
         self._on_loop = True
         try:
-            signal.setitimer(signal.ITIMER_REAL, max(budget, 0.001))
             _set_running_loop(None)
             return fn(job.event, ctx)
         finally:
             self._on_loop = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
             _set_running_loop(self._loop)
             if before is not None and record is not None and self.placements is not None:
                 self.placements.judge(record, since(before))
 
+    def _arm(self, deadline: float) -> None:
+        self._alarm_at = deadline
+        signal.setitimer(signal.ITIMER_REAL, max(deadline - time.time(), 0.001))
+
     def _expire(self, signum: int, frame: object) -> None:
-        """SIGALRM: a sync handler on the loop reached its deadline (a late alarm, after it
-        returned, is ignored)."""
+        """SIGALRM: the timer armed for some call's deadline fired. The sync handler on the
+        loop now, if any, is stopped when its own deadline has passed; with time left (the
+        timer was armed by an earlier call) the timer is armed again for the rest. With no
+        handler on the loop the alarm is ignored and the next call arms a timer."""
+        self._alarm_at = 0.0
         if self._on_loop:
+            if time.time() < self._on_loop_deadline:
+                self._arm(self._on_loop_deadline)
+                return
             raise _Deadline
 
     def _answer(
