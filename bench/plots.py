@@ -48,14 +48,20 @@ def throughput(out: Path) -> str | None:
         )
         axes[0].legend(fontsize=8)
     if lam:
-        levels = sorted(lam["levels"], key=int)
-        for name in lam["levels"][levels[0]]:
-            axes[1].plot(
-                [int(c) for c in levels],
-                [lam["levels"][c][name]["inv_per_s"] for c in levels],
-                marker="o",
-                label=name,
-            )
+        # Solid: wrk through the Invoke front; dashed: the emulator's own load (--feed).
+        for key, style, suffix in (("levels", "-", ""), ("feed", "--", " (feed)")):
+            if key not in lam:
+                continue
+            levels = sorted(lam[key], key=int)
+            for n, name in enumerate(lam[key][levels[0]]):
+                axes[1].plot(
+                    [int(c) for c in levels],
+                    [lam[key][c][name]["inv_per_s"] for c in levels],
+                    marker="o",
+                    linestyle=style,
+                    color=f"C{n}",
+                    label=name + suffix,
+                )
         axes[1].set(
             title="No-op handler (Lambda mode)",
             xlabel="concurrency",
