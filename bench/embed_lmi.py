@@ -4,7 +4,8 @@ Under awslambdaric with AWS_LAMBDA_MAX_CONCURRENCY=N there are N processes, each
 this import (so N copies of MiniLM) and one event at a time. The embedding code is the
 same function `handlers.embed` batches, called with a batch of one, so the comparison is
 of the runtimes, not of two embedding implementations. torch gets one thread per process
-(the N processes already use every core; more threads would only fight).
+(the N processes already use every core; more threads would only fight). The device is
+`EMBED_DEVICE`'s, as for ours (cpu when unset).
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from typing import Any
 import torch
 
 from handlers import embed
+from worker.inference.registry import resolve_device
 
 torch.set_num_threads(1)
-_embed = embed.load("cpu")
+# The same device as ours in the same run (`bench.inference --device`): each process then
+# holds its own copy on it, as LMI's processes would.
+_embed = embed.load(resolve_device(os.environ.get("EMBED_DEVICE", "cpu")))
 
 
 def handler(event: Any, context: Any) -> Any:

@@ -61,6 +61,12 @@ def _tree_kb(pid: int, path: str, field: str) -> int:
     return total_kb
 
 
+def pythonpath() -> str:
+    """The repository first, then whatever the caller's PYTHONPATH held (packages carried
+    to a machine outside the venv, as on the GPU box, stay importable)."""
+    return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def tree_pss_mb(pid: int) -> float:
     """Summed proportional set size of a process tree: shared pages counted once."""
     return _tree_kb(pid, "smaps_rollup", "Pss:") / 1024
@@ -103,7 +109,7 @@ def server(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a server we own, wait until it answers, stop it (by PID) afterwards."""
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
-    environ = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    environ = dict(os.environ, PYTHONPATH=pythonpath(), **(env or {}))
     proc = subprocess.Popen(argv, cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
     try:
         end = time.monotonic() + ready_within

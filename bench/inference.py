@@ -18,6 +18,11 @@ alternating within each round): requests/s, p50 and p99 latency, total PSS of th
 runtime's process tree. Then total PSS at N=16 for (a) and (b).
 
     python -m bench.inference [--rounds 3] [--seconds 10] [--levels 1,8,32,64] [--device cpu]
+                              [--runtimes ours,lmi,unbatched,hosted] [--memory-level 16]
+
+`--device cuda` is the GPU run: there every runtime's model is on the GPU (ours in the
+model host), and `--runtimes ours,unbatched --memory-level 0` measures the GPU line of
+the issue (batched vs unbatched at 64) without 64 CUDA contexts of awslambdaric.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import json
+import math
 import random
 import tempfile
 import time
@@ -135,6 +141,8 @@ BASELINE = "awslambdaric (LMI default)"
 LMI_PER_VCPU = 16
 UNBATCHED = "ours, max_batch_size=1"
 HOSTED = "ours, model host process"
+#: `--runtimes` names them short.
+CHOICES = {"ours": "ours", "lmi": BASELINE, "unbatched": UNBATCHED, "hosted": HOSTED}
 
 
 def sentences(count: int = 200, seed: int = 7) -> list[str]:
@@ -241,26 +249,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--levels", default="1,8,32,64")
-    ap.add_argument("--memory-level", type=int, default=16)
+    ap.add_argument("--memory-level", type=int, default=16, help="0: no memory run")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--runtimes", default=",".join(CHOICES), help="of " + ",".join(CHOICES))
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
+    try:
+        chosen = [CHOICES[k] for k in args.runtimes.split(",")]
+    except KeyError as exc:
+        ap.error(f"unknown runtime {exc}; choose from {','.join(CHOICES)}")
     out = results_dir(args.out)
     script = lua_script(Path(tempfile.mkdtemp()) / "embed.lua", sentences())
     levels = [int(x) for x in args.levels.split(",")]
     summary: dict[str, Any] = {"levels": {}}
     started = time.monotonic()
     for li, c in enumerate(levels):
-        runs: dict[str, list[dict[str, float]]] = {name: [] for name in RUNTIMES}
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
         with contextlib.ExitStack() as stack:
             envs = {}
-            for name in RUNTIMES:
+            for name in chosen:
                 print(f"[inference] concurrency {c}: starting {name}", flush=True)
                 envs[name] = stack.enter_context(environment(name, c, args.device))
             for r in range(args.rounds):
-                names = list(RUNTIMES) if r % 2 == 0 else list(RUNTIMES)[::-1]
+                names = chosen if r % 2 == 0 else chosen[::-1]
                 for name in names:
-                    left = ((len(levels) - li) * args.rounds - r) * len(RUNTIMES) * args.seconds
+                    left = ((len(levels) - li) * args.rounds - r) * len(chosen) * args.seconds
                     print(
                         f"[inference] concurrency {c} round {r + 1}/{args.rounds} {name} "
                         f"(>{left:.0f}s left, {time.monotonic() - started:.0f}s so far)",
@@ -270,25 +283,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     runs[name].append(measure(port, emu, c, args.seconds, script))
         row = {n: {k: median([s[k] for s in v]) for k in v[0]} for n, v in runs.items()}
         for name in row:
-            row[name]["vs_lmi"] = row[name]["rps"] / row[BASELINE]["rps"]
-            row[name]["vs_unbatched"] = row[name]["rps"] / row[UNBATCHED]["rps"]
-            row[name]["p99_vs_unbatched"] = row[name]["p99_ms"] / row[UNBATCHED]["p99_ms"]
+            # A ratio whose baseline was not run is NaN (the table prints a dash).
+            lmi, unbatched = row.get(BASELINE), row.get(UNBATCHED)
+            row[name]["vs_lmi"] = row[name]["rps"] / lmi["rps"] if lmi else math.nan
+            row[name]["vs_unbatched"] = (
+                row[name]["rps"] / unbatched["rps"] if unbatched else math.nan
+            )
+            row[name]["p99_vs_unbatched"] = (
+                row[name]["p99_ms"] / unbatched["p99_ms"] if unbatched else math.nan
+            )
         summary["levels"][str(c)] = row
     n = args.memory_level
-    memory = {}
-    for name in ("ours", HOSTED, BASELINE):
-        print(f"[inference] memory at concurrency {n}: {name}", flush=True)
-        with environment(name, n, args.device) as (_, emu):
-            memory[name] = {
-                "pss_mb": tree_pss_mb(runtime_pid(emu)),
-                "processes": float(len(descendants(runtime_pid(emu))) + 1),
-            }
-    summary["memory"] = {
-        "concurrency": n,
-        **memory,
-        "ratio": memory["ours"]["pss_mb"] / memory[BASELINE]["pss_mb"],
-        "hosted_ratio": memory[HOSTED]["pss_mb"] / memory[BASELINE]["pss_mb"],
-    }
+    wanted = [name for name in ("ours", HOSTED, BASELINE) if name in chosen]
+    if n and "ours" in wanted and BASELINE in wanted:
+        memory = {}
+        for name in wanted:
+            print(f"[inference] memory at concurrency {n}: {name}", flush=True)
+            with environment(name, n, args.device) as (_, emu):
+                memory[name] = {
+                    "pss_mb": tree_pss_mb(runtime_pid(emu)),
+                    "processes": float(len(descendants(runtime_pid(emu))) + 1),
+                }
+        summary["memory"] = {
+            "concurrency": n,
+            **memory,
+            "ratio": memory["ours"]["pss_mb"] / memory[BASELINE]["pss_mb"],
+            **(
+                {"hosted_ratio": memory[HOSTED]["pss_mb"] / memory[BASELINE]["pss_mb"]}
+                if HOSTED in memory
+                else {}
+            ),
+        }
     summary["method"] = {
         "rounds": args.rounds,
         "seconds_per_run": args.seconds,
@@ -302,6 +327,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return summary
 
 
+def _ratio(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}x"
+
+
 def table(summary: dict[str, Any]) -> str:
     lines = [
         "| concurrency | runtime | req/s | p50 ms | p99 ms | errors | PSS MB | processes "
@@ -313,10 +342,12 @@ def table(summary: dict[str, Any]) -> str:
             lines.append(
                 f"| {c} | {name} | {s['rps']:,.1f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | "
                 f"{s['errors']:.0f} | "
-                f"{s['pss_mb']:,.0f} | {s['processes']:.0f} | {s['vs_lmi']:.2f}x | "
-                f"{s['vs_unbatched']:.2f}x | {s['p99_vs_unbatched']:.2f}x |"
+                f"{s['pss_mb']:,.0f} | {s['processes']:.0f} | {_ratio(s['vs_lmi'])} | "
+                f"{_ratio(s['vs_unbatched'])} | {_ratio(s['p99_vs_unbatched'])} |"
             )
-    m = summary["memory"]
+    m = summary.get("memory")
+    if m is None:
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         f"| MiniLM at concurrency {m['concurrency']} | total PSS MB | processes "
@@ -327,7 +358,7 @@ def table(summary: dict[str, Any]) -> str:
             for name, vs in (
                 (BASELINE, "baseline"),
                 ("ours", f"**{m['ratio']:.2f}**"),
-                (HOSTED, f"{m['hosted_ratio']:.2f}"),
+                (HOSTED, f"{m.get('hosted_ratio', math.nan):.2f}"),
             )
             if name in m
         ),

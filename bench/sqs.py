@@ -41,6 +41,7 @@ from bench.harness import (
     proc_cpu_seconds,
     publish,
     python,
+    pythonpath,
     results_dir,
     server,
     tree_cpu_seconds,
@@ -151,7 +152,7 @@ def run_loop(
 ) -> dict[str, float]:
     url = new_queue(sqs)
     argv = [python(), "-m", "bench.sqs_loop", url, str(count)]
-    environ = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    environ = {**os.environ, **env, "PYTHONPATH": pythonpath()}
     proc = subprocess.Popen(argv, cwd=ROOT, env=environ, stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"

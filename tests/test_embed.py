@@ -61,3 +61,29 @@ async def test_embeddings_equal_sentence_transformers(serve, reference) -> None:
     text = srv.get("/_worker/metrics")[1].decode()
     sizes = dict(re.findall(r'^worker_batch_size_(sum|count)\{model="minilm"\} (\S+)$', text, re.M))
     assert float(sizes["sum"]) / float(sizes["count"]) > 1
+
+
+def test_chunk_is_the_setting_else_sixteen_on_the_cpu_and_the_whole_batch_on_a_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from handlers import embed
+
+    monkeypatch.setattr(embed, "CHUNK", 0)
+    assert embed.chunk_for("cpu") == embed.CPU_CHUNK == 16
+    assert embed.chunk_for("cuda") >= 1 << 16 and embed.chunk_for("cuda:1") >= 1 << 16
+    monkeypatch.setattr(embed, "CHUNK", 4)
+    assert embed.chunk_for("cpu") == embed.chunk_for("cuda") == 4
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 0])
+def test_a_batch_gives_the_same_vectors_in_any_chunking(
+    monkeypatch: pytest.MonkeyPatch, reference: Any, chunk: int
+) -> None:
+    """One pass over texts of mixed lengths (a GPU's default) pads them all to the longest:
+    the attention mask must keep the padding out of every vector."""
+    from handlers import embed
+
+    monkeypatch.setattr(embed, "CHUNK", chunk or 1 << 30)
+    texts = TEXTS * 3
+    vectors = embed.load("cpu")(texts)
+    np.testing.assert_allclose(np.array(vectors), reference.encode(texts), atol=1e-5)
