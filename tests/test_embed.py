@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import re
+import sys
 from typing import Any
 
 import numpy as np
@@ -63,11 +65,21 @@ async def test_embeddings_equal_sentence_transformers(serve, reference) -> None:
     assert float(sizes["sum"]) / float(sizes["count"]) > 1
 
 
-def test_chunk_is_the_setting_else_sixteen_on_the_cpu_and_the_whole_batch_on_a_gpu(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from handlers import embed
+@pytest.fixture
+def embed(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """handlers.embed imported here with its model registered in a registry of its own:
+    later tests' in-process pools must not see a model (sync handlers then stay on
+    threads)."""
+    from worker.inference import registry
 
+    monkeypatch.setattr(registry, "MODELS", {})
+    monkeypatch.delitem(sys.modules, "handlers.embed", raising=False)
+    return importlib.import_module("handlers.embed")
+
+
+def test_chunk_is_the_setting_else_sixteen_on_the_cpu_and_the_whole_batch_on_a_gpu(
+    monkeypatch: pytest.MonkeyPatch, embed: Any
+) -> None:
     monkeypatch.setattr(embed, "CHUNK", 0)
     assert embed.chunk_for("cpu") == embed.CPU_CHUNK == 16
     assert embed.chunk_for("cuda") >= 1 << 16 and embed.chunk_for("cuda:1") >= 1 << 16
@@ -77,12 +89,10 @@ def test_chunk_is_the_setting_else_sixteen_on_the_cpu_and_the_whole_batch_on_a_g
 
 @pytest.mark.parametrize("chunk", [1, 3, 0])
 def test_a_batch_gives_the_same_vectors_in_any_chunking(
-    monkeypatch: pytest.MonkeyPatch, reference: Any, chunk: int
+    monkeypatch: pytest.MonkeyPatch, reference: Any, embed: Any, chunk: int
 ) -> None:
     """One pass over texts of mixed lengths (a GPU's default) pads them all to the longest:
     the attention mask must keep the padding out of every vector."""
-    from handlers import embed
-
     monkeypatch.setattr(embed, "CHUNK", chunk or 1 << 30)
     texts = TEXTS * 3
     vectors = embed.load("cpu")(texts)
