@@ -70,3 +70,28 @@ async def test_lambda_mode_writes_emf_lines(emulate) -> None:
     assert all(len(v) <= MAX_VALUES for e in events for k, v in e.items() if isinstance(v, list))
     assert sum(sum(e.get("Invocations", [])) for e in events) == 153
     assert all(e["service"] == "echo" for e in events)
+
+
+def test_a_lanes_invocations_in_bulk_are_the_values_one_by_one_would_give() -> None:
+    lane = (("lane", "sprinter"),)
+    durations = [i / 7000 for i in range(230)]  # not round in milliseconds
+    bulk: list[str] = []
+    emf = Emf("shop", "orders", write=bulk.append, clock=lambda: 1700000000.5)
+    emf.record_invocations(lane, durations)
+    assert bulk == []  # written at the flush, not before
+    emf.flush()
+    one_by_one: list[str] = []
+    emf = Emf("shop", "orders", write=one_by_one.append, clock=lambda: 1700000000.5)
+    for seconds in durations:
+        emf.record("worker_invocation_duration_seconds", lane, seconds)
+        emf.record("worker_invocations_total", lane, 1.0)
+    emf.flush()
+    assert [sorted(e) for e in map(json.loads, bulk)] == [
+        sorted(e) for e in map(json.loads, one_by_one)
+    ]
+    got = [json.loads(line) for line in bulk]
+    want = [json.loads(line) for line in one_by_one]
+    assert [len(e["Duration"]) for e in got] == [100, 100, 30]
+    assert sum(len(e["Invocations"]) for e in got) == 230
+    flat = [v for e in got for v in e["Duration"]]
+    assert flat == [v for e in want for v in e["Duration"]]  # to the microsecond, as round()

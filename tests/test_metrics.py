@@ -9,6 +9,7 @@ import worker
 from worker.telemetry.metrics import (
     BUCKETS,
     FAMILIES,
+    Labels,
     LaneStats,
     Metrics,
     SnapshotStore,
@@ -93,3 +94,36 @@ def test_lane_stats_fold_durations_into_the_same_histogram_as_one_by_one() -> No
         "worker_errors_total|lane=sprinter,type=Boom": float(len(range(0, len(durations), 100))),
     }
     assert stats.durations == [] and stats.export()[1] == hists  # exporting again: the same
+
+
+def test_a_lane_tells_bulk_of_every_invocation_once_and_the_listener_of_each_error() -> None:
+    told: list[tuple[Labels, list[float]]] = []
+    errors: list[tuple[str, Labels, float]] = []
+    stats = LaneStats(
+        "sprinter",
+        listener=lambda name, labels, value: errors.append((name, labels, value)),
+        bulk=lambda labels, durations: told.append((labels, list(durations))),
+    )
+    durations = [i / 1e6 for i in range(LaneStats.FOLD_AT + 10)]
+    for i, seconds in enumerate(durations):
+        stats.record(seconds, "Boom" if i == 3 else None)
+    assert [len(d) for _, d in told] == [LaneStats.FOLD_AT]  # the fold along the way
+    stats.export()  # a scrape folds the rest
+    stats.fold()  # nothing left: nothing told
+    assert [d for _, d in told] == [durations[: LaneStats.FOLD_AT], durations[LaneStats.FOLD_AT :]]
+    assert all(labels == (("lane", "sprinter"),) for labels, _ in told)
+    assert errors == [("worker_errors_total", (("lane", "sprinter"),), 1.0)]
+
+
+def test_listen_reaches_lanes_made_before_and_after_and_fold_lanes_folds_them_all() -> None:
+    metrics = Metrics()
+    before = metrics.lane("sprinter")
+    told: list[tuple[Labels, int]] = []
+    metrics.listen(lambda *_: None, lambda labels, durations: told.append((labels, len(durations))))
+    after = metrics.lane("marathon")
+    before.record(0.001, None)
+    after.record(2.0, None)
+    after.record(3.0, None)
+    metrics.fold_lanes()
+    assert sorted(told) == [((("lane", "marathon"),), 2), ((("lane", "sprinter"),), 1)]
+    assert before.durations == after.durations == []

@@ -87,7 +87,7 @@ class WorkerProcess:
                 os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "runtime-worker"),
                 os.environ.get("POWERTOOLS_SERVICE_NAME", self.config.function_name),
             )
-            self.metrics.listen(self.emf.record)
+            self.metrics.listen(self.emf.record, self.emf.record_invocations)
         worker_tmp = scratch.enter_worker_dir(self.root)
         slots = self.config.slots_for(self.index)
         lanes = self._lanes(slots)
@@ -134,8 +134,7 @@ class WorkerProcess:
         if models is not None:
             inference.stop()
         await clients.close()
-        if self.emf is not None:
-            self.emf.flush()
+        self._flush_emf()
         self.store.write(self.name, self.metrics.snapshot() | {"gauges": {}})
         log.info("worker stopped", extra={"fields": {"pid": os.getpid(), "drained": finished}})
         if self.recycle:
@@ -291,6 +290,13 @@ class WorkerProcess:
         ticker.cancel()
         return code, finished
 
+    def _flush_emf(self) -> None:
+        """Write the EMF lines of what was recorded since the last flush: the lanes'
+        buffered invocations first."""
+        if self.emf is not None:
+            self.metrics.fold_lanes()
+            self.emf.flush()
+
     async def _tick(self, front: Front | None) -> None:
         beats = 0
         while True:
@@ -300,8 +306,7 @@ class WorkerProcess:
             beats += 1
             if self.config.max_rss_mb:
                 self._check_memory()
-            if self.emf is not None:
-                self.emf.flush()  # what the slots finished since the last tick
+            self._flush_emf()  # what the slots finished since the last tick
             if beats % 2 == 0:
                 try:
                     self.store.write(self.name, self.metrics.snapshot())

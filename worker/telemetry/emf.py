@@ -10,7 +10,9 @@ the function's log stream. Each flush writes one JSON line per set of dimensions
 
 with at most 100 values per metric per line (CloudWatch's limit: more values are split
 over more lines). The worker flushes after every batch of invocations its slots have
-finished (on its one-second tick), when a metric reaches 100 values, and when it stops.
+finished (on its tick), when a metric reaches 100 values, and when it stops. A lane's
+invocations come in bulk, when its buffered durations are folded (at the tick, before the
+flush), rather than as two observations per invocation.
 Namespace and service follow Powertools: POWERTOOLS_METRICS_NAMESPACE and
 POWERTOOLS_SERVICE_NAME (default: the function's name).
 """
@@ -74,6 +76,16 @@ class Emf:
             full = len(values) >= MAX_VALUES
         if full:
             self.flush()
+
+    def record_invocations(self, labels: Labels, durations: list[float]) -> None:
+        """A lane's invocations in bulk (the `Metrics` bulk listener): one Duration value
+        (milliseconds, to the microsecond) and one Invocations value each, as Powertools
+        would have added them one by one. Written at the next `flush`."""
+        ms = [int(seconds * 1e6 + 0.5) / 1000 for seconds in durations]
+        with self.lock:
+            values = self.values
+            values.setdefault((labels, "Duration", "Milliseconds"), []).extend(ms)
+            values.setdefault((labels, "Invocations", "Count"), []).extend([1.0] * len(ms))
 
     def flush(self) -> None:
         with self.lock:

@@ -21,6 +21,9 @@ import orjson
 Labels = tuple[tuple[str, str], ...]
 #: Told of every observation as it happens (Lambda mode's EMF writer): name, labels, value.
 Listener = Callable[[str, Labels, float], None]
+#: Told of a lane's invocations in bulk, when they are folded: the lane's labels and their
+#: durations (seconds), one per invocation. A list the caller reuses: read it, keep none.
+Bulk = Callable[[Labels, list[float]], None]
 
 #: Latency buckets (seconds): sub-millisecond resolution for sprinters, minutes for
 #: marathons.
@@ -109,17 +112,22 @@ class LaneStats:
     bucket found in Python: that was 0.45 µs of the 6.6 µs a no-op HTTP request costs.
     """
 
-    __slots__ = ("durations", "errors", "hist", "labels", "listener")
+    __slots__ = ("bulk", "durations", "errors", "hist", "labels", "listener")
 
     #: Durations kept before they are folded into the histogram.
     FOLD_AT = 4096
 
-    def __init__(self, lane: str, listener: Listener | None = None) -> None:
+    def __init__(
+        self, lane: str, listener: Listener | None = None, bulk: Bulk | None = None
+    ) -> None:
         self.labels: Labels = (("lane", lane),)
         self.errors: dict[str, int] = {}
         self.hist = [0.0] * (len(BUCKETS) + 3)  # buckets…, overflow, sum, count
         self.durations: list[float] = []
-        self.listener = listener
+        self.listener = listener  # told of each error as it happens
+        # Told of the invocations at the fold (their durations): two listener calls per
+        # invocation were 3 µs of the 21 a no-op Lambda invocation cost.
+        self.bulk = bulk
 
     def record(self, seconds: float, error_type: str | None) -> None:
         durations = self.durations
@@ -128,18 +136,18 @@ class LaneStats:
             self.fold()
         if error_type is not None:
             self.errors[error_type] = self.errors.get(error_type, 0) + 1
-        if self.listener is not None:
-            self.listener("worker_invocations_total", self.labels, 1.0)
-            self.listener("worker_invocation_duration_seconds", self.labels, seconds)
-            if error_type is not None:
+            if self.listener is not None:
                 self.listener("worker_errors_total", self.labels, 1.0)
 
     def fold(self) -> None:
-        """Count the buffered durations into the histogram (`_count`'s buckets, at once)."""
+        """Count the buffered durations into the histogram (`_count`'s buckets, at once),
+        after handing them to `bulk`."""
         durations = self.durations
         if not durations:
             return
         self.durations = []
+        if self.bulk is not None:
+            self.bulk(self.labels, durations)
         durations.sort()
         hist = self.hist
         below = 0  # durations in the buckets so far: a bucket holds bound[i-1] < d <= bound[i]
@@ -174,17 +182,24 @@ class Metrics:
         self._gauges: dict[str, Callable[[], float]] = {}
         self._lanes: list[LaneStats] = []
         self.listener: Listener | None = None
+        self.bulk: Bulk | None = None
 
-    def listen(self, listener: Listener) -> None:
-        """Tell `listener` of every observation from now on (lanes made later too)."""
-        self.listener = listener
+    def listen(self, listener: Listener, bulk: Bulk) -> None:
+        """Tell `listener` of every observation from now on, and `bulk` of the lanes'
+        invocations as they are folded (`fold_lanes`), lanes made later too."""
+        self.listener, self.bulk = listener, bulk
         for stats in self._lanes:
-            stats.listener = listener
+            stats.listener, stats.bulk = listener, bulk
 
     def lane(self, name: str) -> LaneStats:
-        stats = LaneStats(name, self.listener)
+        stats = LaneStats(name, self.listener, self.bulk)
         self._lanes.append(stats)
         return stats
+
+    def fold_lanes(self) -> None:
+        """Fold every lane's buffered invocations now (on the loop thread), telling `bulk`."""
+        for stats in self._lanes:
+            stats.fold()
 
     def inc(self, name: str, labels: Labels = (), value: float = 1.0) -> None:
         key = _key(name, labels)
