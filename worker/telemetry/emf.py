@@ -81,11 +81,14 @@ class Emf:
         """A lane's invocations in bulk (the `Metrics` bulk listener): one Duration value
         (milliseconds, to the microsecond) and one Invocations value each, as Powertools
         would have added them one by one. Written at the next `flush`."""
-        ms = [int(seconds * 1e6 + 0.5) / 1000 for seconds in durations]
+        duration, d_unit, scale = NAMES["worker_invocation_duration_seconds"]
+        count, c_unit, _ = NAMES["worker_invocations_total"]
+        # round(v * scale, 3) for every value, at half round()'s cost.
+        scaled = [int(seconds * scale * 1000 + 0.5) / 1000 for seconds in durations]
         with self.lock:
             values = self.values
-            values.setdefault((labels, "Duration", "Milliseconds"), []).extend(ms)
-            values.setdefault((labels, "Invocations", "Count"), []).extend([1.0] * len(ms))
+            values.setdefault((labels, duration, d_unit), []).extend(scaled)
+            values.setdefault((labels, count, c_unit), []).extend([1.0] * len(scaled))
 
     def flush(self) -> None:
         with self.lock:
