@@ -77,3 +77,11 @@ def test_lambda_mode_runs_a_process_per_16_slots_at_most_one_per_core(
 def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Config.from_env(env)
+
+
+def test_lambda_logs_follow_the_log_format_except_on_lmi_where_they_are_always_json() -> None:
+    text = {"AWS_LAMBDA_LOG_FORMAT": "Text"}
+    assert Config.from_env(text, mode="lambda").log_format == "Text"
+    assert Config.from_env({"AWS_LAMBDA_LOG_FORMAT": "JSON"}, mode="lambda").log_format == "JSON"
+    lmi = {**text, "AWS_LAMBDA_MAX_CONCURRENCY": "8"}
+    assert Config.from_env(lmi, mode="lambda").log_format == "JSON"
