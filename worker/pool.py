@@ -14,8 +14,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from worker import environment, syncloop
 from worker.config import Config
-from worker.context import Function, LambdaContext
+from worker.context import LambdaContext
 from worker.errors import LambdaError, from_exception, timed_out
 from worker.handler import Handler, HandlerFn
 from worker.inference import registry
@@ -121,6 +122,7 @@ class Pool:
         self._alarm_at = 0.0
         self._alarm: Any = None  # SIGALRM's handler before ours
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._policy: syncloop.SyncCodePolicy | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.finished = 0  # invocations answered by this process
         self._large = config.marathon_bytes
@@ -131,15 +133,7 @@ class Pool:
         self.stuck = 0  # slots waiting on the thread of a timed-out sync handler
         self._on_stuck: Callable[[], None] | None = None
         self._stats = {lane.name: metrics.lane(lane.name) for lane in lanes.all}
-        self.function = Function(
-            name=config.function_name,
-            version=config.function_version,
-            arn=f"arn:aws:lambda:{config.region}:000000000000:function:{config.function_name}",
-            memory_limit_in_mb=str(config.memory_mb or 0),
-            log_group_name=f"/aws/lambda/{config.function_name}",
-            log_stream_name=f"runtime-worker/{config.function_version}",
-            worker_tmp=worker_tmp,
-        )
+        self.function = environment.function(config, worker_tmp)
         for lane in lanes.all:
             labels = (("lane", lane.name),)
             metrics.gauge("worker_in_flight", labels, _reader(lane, "in_flight"))
@@ -147,6 +141,8 @@ class Pool:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # Sync handlers get a loop of their own when they ask for one (`syncloop`).
+        self._policy = syncloop.install()
         if self.inline or self.placements is not None:
             self._alarm = signal.signal(signal.SIGALRM, self._expire)
         for lane in self.lanes.all:
@@ -346,7 +342,8 @@ class Pool:
         (and, for a `record`, judged by what the call cost).
 
         Meanwhile the loop is not "running" for the handler: it may run a loop of its own
-        (`asyncio.run`), and `context.client` gives it boto3 clients, as on a thread.
+        (`asyncio.run`, or `get_event_loop().run_until_complete`: see `worker.syncloop`),
+        and `context.client` gives it boto3 clients, as on a thread.
         """
         before = counts(record.precise) if record is not None else None
         self._on_loop_deadline = deadline
@@ -362,7 +359,12 @@ class Pool:
             return fn(job.event, ctx)
         finally:
             self._on_loop = False
-            _set_running_loop(self._loop)
+            loop = self._loop
+            _set_running_loop(loop)
+            policy = self._policy
+            if policy is not None and policy.current() is not loop:
+                # `asyncio.run()` in the handler cleared this thread's loop when it ended.
+                policy.set_event_loop(loop)
             if before is not None and record is not None and self.placements is not None:
                 self.placements.judge(record, since(before))
 

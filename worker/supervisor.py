@@ -19,7 +19,7 @@ import time
 import orjson
 
 from worker import handler as handlers
-from worker import process, scratch
+from worker import environment, process, scratch, syncloop
 from worker.config import Config
 from worker.errors import LambdaError
 from worker.handler import Handler
@@ -105,6 +105,10 @@ class Supervisor:
         """The init phase: import the handler, then load every model it registered: the
         model host's first (it is forked before this process loads anything), then the
         ones the workers will share."""
+        # Code run at import may ask for an event loop and read Lambda's variables, as
+        # under the official runtime.
+        syncloop.install()
+        environment.export(cfg)
         handler = handlers.load(cfg.handler)
         models = registry.MODELS.values()
         self.hosted = [s for s in models if registry.needs_host(s, cfg.model_host)]

@@ -42,6 +42,7 @@ def runtime_env(config: Config, address: str, concurrency: int | None) -> dict[s
         AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{config.function_name}",
         AWS_LAMBDA_LOG_STREAM_NAME="emulator",
         _HANDLER=config.handler,
+        LAMBDA_TASK_ROOT=os.getcwd(),
     )
     if concurrency:
         env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(concurrency)
