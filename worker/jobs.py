@@ -9,6 +9,7 @@ from typing import Any
 
 from worker.context import ClientContext, CognitoIdentity
 from worker.errors import LambdaError
+from worker.streaming import ResponseStream
 
 #: Called once with the handler's result or the error; returns the error type the source
 #: finally answered with (a result can still fail to marshal), or None on success.
@@ -112,3 +113,8 @@ class Job:
         source finally answered with (a result can still fail to marshal), or None."""
         assert self.on_reply is not None, "a job made without a callback overrides reply"
         return self.on_reply(result, error)
+
+    def stream(self) -> ResponseStream | None:
+        """Where this job's answer can go piece by piece, or None when its source can only
+        answer whole (see `worker.streaming`)."""
+        return None
