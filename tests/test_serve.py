@@ -151,6 +151,7 @@ async def test_concurrent_invocations_get_private_scratch_dirs(serve, tmp_path: 
 
 
 async def test_request_ids_in_logs_match_per_invocation_across_threads(serve) -> None:
+    # JSON lines at INFO: as on Lambda, a handler's INFO lines pass only at a level set.
     srv = serve(
         "tests.apps.basic.logs_in_thread",
         "--workers",
@@ -159,6 +160,7 @@ async def test_request_ids_in_logs_match_per_invocation_across_threads(serve) ->
         "8",
         "--queue-size",
         "64",
+        env={"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "INFO"},
     )
     answers = await asyncio.gather(
         *(invoke(srv.port, {"tag": f"t{i}", "lines": 5}) for i in range(24))

@@ -57,8 +57,25 @@ def test_init_errors_exit_non_zero_with_the_lambda_error(
 ) -> None:
     srv = serve(handler, ready=False)
     assert srv.proc.wait(timeout=30) == 1
-    line = next(x for x in srv.logs().splitlines() if x.startswith('{"errorMessage"'))
-    assert orjson.loads(line)["errorType"] == error_type
+    # As awslambdaric reports it (Text, the default format): the platform's warning, then
+    # the error report, its lines joined by "\r" so it stays one event.
+    lines = srv.logs().splitlines()
+    warning = next(i for i, x in enumerate(lines) if "LAMBDA_WARNING: Unhandled" in x)
+    assert lines[warning].startswith("[WARNING]\t")
+    report = next(x for x in lines if x.startswith("[ERROR] "))
+    assert report.startswith(f"[ERROR] {error_type}: ") and lines.index(report) > warning
+
+
+def test_an_init_error_in_json_format_is_one_json_report(serve) -> None:
+    srv = serve("no_such_module_xyz.handler", env={"AWS_LAMBDA_LOG_FORMAT": "JSON"}, ready=False)
+    assert srv.proc.wait(timeout=30) == 1
+    reports = [
+        orjson.loads(x)
+        for x in srv.logs().splitlines()
+        if x.startswith("{") and '"errorType"' in x and '"logger"' not in x
+    ]
+    assert [r["errorType"] for r in reports] == ["Runtime.ImportModuleError"]
+    assert reports[0]["level"] == "ERROR" and reports[0]["stackTrace"] == []
 
 
 def test_init_timeout_is_a_clear_init_error(serve, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import os
 import selectors
@@ -14,11 +15,27 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TypeVar
 
+from worker.config import Config
 from worker.errors import LambdaError
+from worker.sources.runtime_api import error_request, parse_address
+from worker.telemetry import logs
 
 log = logging.getLogger("worker.init")
 
 T = TypeVar("T")
+
+#: What awslambdaric logs (at WARNING, through the root logger) before an init error's
+#: report: the platform's own words, so a function's failed init reads the same here.
+UNHANDLED_WARNING = (
+    "LAMBDA_WARNING: Unhandled exception. The most likely cause is an issue in the function "
+    "code. However, in rare cases, a Lambda runtime update can cause unexpected function "
+    "behavior. For functions using managed runtimes, runtime updates can be triggered by a "
+    "function change, or can be applied automatically. To determine if the runtime has been "
+    "updated, check the runtime version in the INIT_START log entry. If this error "
+    "correlates with a change in the runtime version, you may be able to mitigate this "
+    "error by temporarily rolling back to the previous runtime version. For more "
+    "information, see https://docs.aws.amazon.com/lambda/latest/dg/runtimes-update.html\r"
+)
 
 
 class InitResponder:
@@ -127,3 +144,30 @@ def run_init(step: Callable[[], T], limit: float) -> T:
         extra={"fields": {"seconds": round(time.monotonic() - started, 3)}},
     )
     return result
+
+
+def init_failed(config: Config, error: LambdaError) -> None:
+    """Report a failed init as awslambdaric does, in every mode: the platform's warning
+    and the error report in the log format, then (Lambda mode) `/runtime/init/error`."""
+    logging.getLogger().warning(UNHANDLED_WARNING)
+    logs.report_error(error, "")
+    log.error("init failed: %s: %s", error.error_type, error.message)
+    if config.mode == "lambda":
+        post_init_error(config.runtime_api, error)
+
+
+def post_init_error(runtime_api: str, error: LambdaError) -> None:
+    """POST /runtime/init/error; a 403 means another process reported first (ignored)."""
+    host, port = parse_address(runtime_api)
+    body, headers = error_request(error, None)
+    extra = dict(line.split(": ", 1) for line in headers.decode().strip().split("\r\n") if line)
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.request("POST", "/2018-06-01/runtime/init/error", body, extra)
+        status = conn.getresponse().status
+        conn.close()
+    except OSError as exc:
+        log.error("could not report the init error to the Runtime API: %s", exc)
+        return
+    if status not in (202, 403):
+        log.error("the Runtime API answered %d to /init/error", status)

@@ -9,26 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import http.client
 import logging
 import os
 import signal
 import sys
 import time
 
-import orjson
-
-from worker import handler as handlers
 from worker import environment, process, scratch, syncloop
+from worker import handler as handlers
 from worker.config import Config
 from worker.errors import LambdaError
 from worker.handler import Handler
 from worker.inference import registry
 from worker.inference.modelhost import ModelHost
-from worker.initphase import InitResponder, run_init
+from worker.initphase import InitResponder, init_failed, run_init
 from worker.sockets import Listeners
-from worker.sources.runtime_api import EXIT_API_GONE, error_request, parse_address
-from worker.telemetry import logs
+from worker.sources.runtime_api import EXIT_API_GONE
+from worker.telemetry import lines, logs
 from worker.telemetry.metrics import Metrics, SnapshotStore
 
 log = logging.getLogger("worker.supervisor")
@@ -57,13 +54,19 @@ class Supervisor:
         self.metrics = Metrics()
         self.root = ""
         self.api_gone = False
+        self.init_failed = False  # a worker's own init failed (process.EXIT_INIT_FAILED)
         self.model_host: ModelHost | None = None
         self.hosted: list[registry.ModelSpec] = []
         self.listeners: Listeners | None = None
 
     def run(self) -> int:
         cfg = self.config
-        logs.configure(cfg.log_level, cfg.log_format)
+        # Once, before the handler's module is imported, as awslambdaric does; the workers
+        # inherit it as it is then (with what the handler's code added to it).
+        # Whole lines whichever slot prints them, set before the handler's module keeps
+        # a reference to sys.stdout.
+        lines.install()
+        logs.install(cfg.log_level, cfg.log_format)
         lambda_mode = cfg.mode == "lambda"
         if lambda_mode and not cfg.runtime_api:
             log.error("Lambda mode needs AWS_LAMBDA_RUNTIME_API (host:port of the Runtime API)")
@@ -84,10 +87,7 @@ class Supervisor:
             with responder or contextlib.nullcontext():
                 handler = run_init(lambda: self._init(cfg, listeners), cfg.init_timeout)
         except LambdaError as exc:
-            sys.stderr.write(orjson.dumps(exc.body()).decode() + "\n")
-            log.error("init failed: %s: %s", exc.error_type, exc.message)
-            if lambda_mode:
-                report_init_error(cfg.runtime_api, exc)
+            init_failed(cfg, exc)
             listeners.close()
             scratch.remove(self.root)
             return 1
@@ -119,6 +119,8 @@ class Supervisor:
                 assert self.model_host is not None
                 self.model_host.wait_ready()
             registry.load_all()
+            if handler.runs_a_framework:
+                self.config = dataclasses.replace(self.config, frameworks=True)
             if any(spec.fn is not None for spec in registry.MODELS.values()):
                 # Each worker batches on its own share of the cores (config.py says why).
                 self.config = dataclasses.replace(self.config, local_models=True)
@@ -202,7 +204,7 @@ class Supervisor:
             self.model_host = None
         self._record()
         log.info("stopped")
-        return 1 if self.api_gone else 0
+        return 1 if self.api_gone or self.init_failed else 0
 
     def _spawn(self, index: int, handler: Handler, listeners: Listeners) -> None:
         sys.stdout.flush()
@@ -259,6 +261,16 @@ class Supervisor:
                     self.stopping = True
                     for other in self.workers:
                         _kill(other, signal.SIGTERM)
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == process.EXIT_INIT_FAILED:
+                # Its init (an ASGI app's lifespan startup) failed and said why: every
+                # replacement would fail alike, so the environment ends, as when the
+                # supervisor's own init fails.
+                self.init_failed = True
+                if not self.stopping:
+                    log.error("a worker's init failed: stopping", extra={"fields": {"pid": pid}})
+                    self.stopping = True
+                    for other in self.workers:
+                        _kill(other, signal.SIGTERM)
             if self.stopping:
                 continue
             if os.WIFEXITED(status) and os.WEXITSTATUS(status) == process.EXIT_RECYCLE:
@@ -291,23 +303,6 @@ class Supervisor:
         snap["gauges"] = {"worker_processes|": float(len(self.workers))}
         with contextlib.suppress(OSError):
             self.store.write("supervisor", snap)
-
-
-def report_init_error(runtime_api: str, error: LambdaError) -> None:
-    """POST /runtime/init/error; a 403 means another process reported first (ignored)."""
-    host, port = parse_address(runtime_api)
-    body, headers = error_request(error, None)
-    extra = dict(line.split(": ", 1) for line in headers.decode().strip().split("\r\n") if line)
-    try:
-        conn = http.client.HTTPConnection(host, port, timeout=10)
-        conn.request("POST", "/2018-06-01/runtime/init/error", body, extra)
-        status = conn.getresponse().status
-        conn.close()
-    except OSError as exc:
-        log.error("could not report the init error to the Runtime API: %s", exc)
-        return
-    if status not in (202, 403):
-        log.error("the Runtime API answered %d to /init/error", status)
 
 
 def _raise_exit(signum: int, frame: object) -> None:

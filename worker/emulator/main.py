@@ -2,6 +2,9 @@
 
 worker emulate HANDLER [--port 8080] [--concurrency N] …   # runs `worker lambda HANDLER`
 worker emulate [options] -- COMMAND …                       # any runtime, e.g. awslambdaric
+
+`--log-socket 1` and `--log-frames 1` offer the runtime the platform's log egress (LMI's
+log socket, the framed log fd) and show what arrives there: see `worker.emulator.logsink`.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import uvloop
 
 from worker.config import Config
 from worker.emulator.feed import Feed
+from worker.emulator.logsink import LogSink
 from worker.emulator.runtime import RuntimeApi, RuntimeProtocol
 from worker.sources.http import Front, HttpProtocol
-from worker.telemetry import logs
+from worker.telemetry import egress, logs
 
 log = logging.getLogger("worker.emulator")
 
@@ -39,11 +43,15 @@ def runtime_env(config: Config, address: str, concurrency: int | None) -> dict[s
         ),
         AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(config.memory_mb or 3008),
         AWS_REGION=config.region,
+        AWS_DEFAULT_REGION=config.region,
         AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{config.function_name}",
         AWS_LAMBDA_LOG_STREAM_NAME="emulator",
         _HANDLER=config.handler,
         LAMBDA_TASK_ROOT=os.getcwd(),
     )
+    if config.invoke_mode != "BUFFERED":
+        # The function's Function URL streams (`--invoke-mode RESPONSE_STREAM`).
+        env["WORKER_INVOKE_MODE"] = config.invoke_mode
     if concurrency:
         env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(concurrency)
     else:
@@ -88,9 +96,11 @@ async def emulate(config: Config, command: list[str], concurrency: int | None) -
             }
         },
     )
-    proc = await asyncio.create_subprocess_exec(
-        *command, env=runtime_env(config, address, concurrency)
-    )
+    sink = LogSink(streams=bool(config.log_socket), frames=bool(config.log_frames))
+    await sink.open()
+    env = runtime_env(config, address, concurrency) | sink.env
+    proc = await asyncio.create_subprocess_exec(*command, env=env, pass_fds=sink.pass_fds)
+    sink.spawned()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -113,6 +123,7 @@ async def emulate(config: Config, command: list[str], concurrency: int | None) -
             proc.kill()
             await exited
         api.runtime_exited(proc.returncode or 0)
+    await sink.close()
     front.draining = True
     front_server.close()
     runtime_server.close()
@@ -134,7 +145,8 @@ async def _watch(api: RuntimeApi, front: Front) -> None:
 
 
 def main(config: Config, command: list[str], concurrency: int | None) -> int:
-    logs.configure(config.log_level, config.log_format)
+    # The emulator runs no user code: its own lines only (the runtime sets up its own).
+    logs.install_runtime(logs.lambda_level(config.log_level), egress.StdoutSink())
     if not command:
         command = [sys.executable, "-m", "worker", "lambda", config.handler]
     with contextlib.suppress(KeyboardInterrupt):
