@@ -36,6 +36,7 @@ def test_serve_sets_every_missing_variable_and_keeps_the_present_ones() -> None:
     environment.export(config, env)
     assert env["AWS_LAMBDA_FUNCTION_NAME"] == "orders"  # kept
     assert env["AWS_REGION"] == "eu-west-1"  # from the SDK's own variable
+    assert env["AWS_DEFAULT_REGION"] == "eu-west-1"  # kept
     assert int(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]) > 0
     assert env["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
     assert env["AWS_LAMBDA_FUNCTION_TIMEOUT"] == "30"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,11 +17,15 @@ from typing import Any
 
 import orjson
 import pytest
+import simplejson
 
 from tests.client import invoke
 from tests.conftest import ROOT, _environ
+from tests.fake_runtime_api import FakeRuntimeApi, Runtime, worker_lambda
+from worker.config import DEFAULT_MAX_PAYLOAD
 from worker.errors import LambdaError
 from worker.jobs import Job
+from worker.placement import TRUST
 from worker.sources.http_client import ClientConnection, Response
 from worker.sources.runtime_api import (
     RuntimeApiSource,
@@ -212,10 +217,18 @@ async def test_trace_id_is_exported_only_with_one_slot_per_process(emulate) -> N
     one = emulate("tests.apps.basic.trace_env")
     ans = (await invoke(one.port, {}, {"X-Amzn-Trace-Id": "Root=1-one"})).json()
     assert ans["env"] == ans["ctx"] == "Root=1-one"  # type: ignore[index]
-    many = emulate("tests.apps.basic.trace_env", "--concurrency", "8")
-    ans = (await invoke(many.port, {}, {"X-Amzn-Trace-Id": "Root=1-many"})).json()
-    # Several slots share the process environment: the id lives on the context only.
-    assert ans["ctx"] == "Root=1-many" and ans["env"] is None  # type: ignore[index]
+
+
+@pytest.mark.parametrize("handler", ["trace_after_others", "sync_trace_after_others"])
+async def test_concurrent_invocations_each_read_their_own_trace_id(emulate, handler) -> None:
+    many = emulate(f"tests.apps.environment_apps.{handler}", "--concurrency", "8")
+    ids = [f"Root=1-{n:08x}-many;Sampled=1" for n in range(8)]
+    answers = await asyncio.gather(
+        *(invoke(many.port, {}, {"X-Amzn-Trace-Id": trace}) for trace in ids)
+    )
+    # Libraries read `_X_AMZN_TRACE_ID` (Powertools, the X-Ray SDK): each invocation sees
+    # its own although they share the process.
+    assert [a.json() for a in answers] == [{"env": t, "ctx": t} for t in ids]
 
 
 async def test_a_killed_lambda_worker_is_replaced(emulate) -> None:
@@ -476,3 +489,180 @@ async def test_an_event_that_comes_back_as_the_stop_cancels_the_wait_still_runs(
     server.close()
     assert ran == [{"x": 1}]
     assert api.lines[1] == b"POST /2018-06-01/runtime/invocation/r1/response HTTP/1.1"
+
+
+# -- what AWS's own Runtime API sees: payload limit, user-only stack traces, deadline ------
+
+APP = ROOT / "tests" / "apps" / "lambda_errors.py"
+_ENTRY = re.compile(r'  File "(?P<path>[^"]+)", line (?P<line>\d+), in (?P<name>\S+)\n    .+\n')
+
+
+def _line_of(text: str) -> int:
+    """The line of APP that holds `text`."""
+    return [line.strip() for line in APP.read_text().splitlines()].index(text) + 1
+
+
+def _frames(stack: list[str]) -> list[tuple[str, int, str]]:
+    """(path, line, function) of each stackTrace entry, each checked to be in
+    awslambdaric's format."""
+    frames = []
+    for entry in stack:
+        match = _ENTRY.fullmatch(entry)
+        assert match is not None, entry
+        frames.append((match["path"], int(match["line"]), match["name"]))
+    return frames
+
+
+async def test_a_response_of_the_runtime_apis_limit_is_delivered_and_one_byte_more_refused(
+    emulate,
+) -> None:
+    emu = emulate("tests.apps.lambda_errors.sized")
+    ok = await invoke(emu.port, {"bytes": DEFAULT_MAX_PAYLOAD})
+    assert ok.status == 200 and "x-amz-function-error" not in ok.headers
+    assert ok.body == b'"' + b"x" * (DEFAULT_MAX_PAYLOAD - 2) + b'"'
+    over = await invoke(emu.port, {"bytes": DEFAULT_MAX_PAYLOAD + 1})
+    assert over.headers["x-amz-function-error"] == "Unhandled"
+    body = over.json()
+    assert body["errorType"] == "Function.ResponseSizeTooLarge"  # type: ignore[index]
+    assert body["errorMessage"] == (  # type: ignore[index]
+        "Response payload size (6291557 bytes) exceeded maximum allowed payload size "
+        "(6291556 bytes)."
+    )
+
+
+SYNC_RAISE = [(str(APP), _line_of('raise ValueError("sync boom")'), "sync_raise")]
+
+
+@pytest.mark.parametrize(
+    ("handler", "args", "env", "frames"),
+    [
+        # One slot: a sync handler runs on the loop's thread (pool._run_inline).
+        ("sync_raise", (), None, SYNC_RAISE),
+        # Several: on a thread, through the executor and placement.run_counted.
+        ("sync_raise", ("--concurrency", "2"), None, SYNC_RAISE),
+        # On a thread, never judged for the loop.
+        ("sync_raise", ("--concurrency", "2"), {"WORKER_SYNC_ON_LOOP_MS": "0"}, SYNC_RAISE),
+        # From the loop, in the slot's task.
+        (
+            "async_raise",
+            ("--concurrency", "2"),
+            None,
+            [(str(APP), _line_of('raise ValueError("async boom")'), "async_raise")],
+        ),
+    ],
+    ids=["inline", "thread-judged", "thread", "async"],
+)
+async def test_a_handlers_stack_trace_holds_its_own_frames_only(
+    emulate,
+    handler: str,
+    args: tuple[str, ...],
+    env: dict[str, str] | None,
+    frames: list[tuple[str, int, str]],
+) -> None:
+    emu = emulate(f"tests.apps.lambda_errors.{handler}", *args, env=env)
+    body = (await invoke(emu.port, {"fail": True})).json()
+    assert body["errorType"] == "ValueError"  # type: ignore[index]
+    assert _frames(body["stackTrace"]) == frames  # type: ignore[index]
+
+
+async def test_a_sync_handler_placed_on_the_loop_shows_its_own_frames_only(emulate) -> None:
+    emu = emulate("tests.apps.lambda_errors.sync_raise", "--concurrency", "2")
+    # Calls that never block earn the function its place on the loop (worker.placement).
+    for _ in range(20 * TRUST):
+        if (await invoke(emu.port, {})).json() == {"thread": "MainThread"}:
+            break
+    else:
+        pytest.fail("the handler was never placed on the loop")
+    body = (await invoke(emu.port, {"fail": True})).json()
+    assert _frames(body["stackTrace"]) == SYNC_RAISE  # type: ignore[index]
+
+
+async def test_frames_of_a_library_the_handler_called_are_kept(emulate) -> None:
+    emu = emulate("tests.apps.lambda_errors.through_library", "--concurrency", "2")
+    body = (await invoke(emu.port, {})).json()
+    assert body["errorType"] == "JSONDecodeError"  # type: ignore[index]
+    frames = _frames(body["stackTrace"])  # type: ignore[index]
+    assert frames[0] == (
+        str(APP),
+        _line_of('return simplejson.loads("{not json")'),
+        "through_library",
+    )
+    library = os.path.dirname(simplejson.__file__) + os.sep
+    assert len(frames) > 1 and all(path.startswith(library) for path, _, _ in frames[1:])
+    assert frames[-1][2] == "raw_decode"  # down to where the library raised
+
+
+def _timeout_lines(logs: str, request_id: str) -> list[dict[str, Any]]:
+    lines = [orjson.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    return [
+        line
+        for line in lines
+        if line.get("requestId") == request_id and "Task timed out after" in line["message"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("handler", "slots"),
+    [
+        ("tests.apps.basic.gate", 1),  # async: cancelled at its deadline
+        ("tests.apps.basic.sync_gate", 1),  # one slot: on the loop, stopped by SIGALRM
+        # On a thread that cannot be stopped: its slot stays busy, the other serves.
+        ("tests.apps.basic.sync_gate", 2),
+    ],
+    ids=["async", "sync-inline", "sync-thread"],
+)
+async def test_at_the_deadline_the_runtime_posts_nothing_and_asks_for_the_next_event(
+    tmp_path: Path, handler: str, slots: int
+) -> None:
+    """On Lambda the platform answers a timeout: the runtime logs it (error level, with the
+    request id), posts nothing for it, and its poller asks for the next invocation."""
+    api = FakeRuntimeApi()
+    await api.start()
+    env = {"AWS_LAMBDA_MAX_CONCURRENCY": str(slots)} if slots > 1 else None
+    runtime = Runtime(worker_lambda(handler), api.address, tmp_path / "runtime.log", env)
+    held, free = tmp_path / "held", tmp_path / "free"
+    held.mkdir()
+    free.mkdir()
+    (free / "release").touch()
+    try:
+        await api.wait_for(lambda: api.polls == slots)  # every slot waits for an event
+        polls = api.polls
+        api.add("r1", {"dir": str(held)}, timeout=2)
+        # The runtime's next `/next` comes once it gave up on r1 (it has one slot free).
+        await api.wait_for(lambda: api.polls > polls)
+        api.add("r2", {"dir": str(free)})
+        await api.wait_for(lambda: bool(api.posted("r2")))
+        assert [(p.kind, p.json()) for p in api.posted("r2")] == [("response", {"done": "r2"})]
+        assert (held / "started-r1").exists()
+        lines = _timeout_lines(runtime.logs(), "r1")
+        assert len(lines) == 1 and lines[0]["level"] == "ERROR", runtime.logs()
+        assert re.fullmatch(r"Task timed out after \d+\.\d\d seconds", lines[0]["message"])
+        assert api.posted("r1") == []  # the platform's answer, not ours
+    finally:
+        (held / "release").touch()  # a thread still waiting there ends
+        await runtime.stop()
+        await api.close()
+    assert api.posted("r1") == []  # not even late
+    assert '"level":"WARNING"' not in runtime.logs()
+
+
+async def test_a_timeout_in_lambda_mode_is_answered_by_the_emulators_clock(
+    emulate, tmp_path: Path
+) -> None:
+    emu = emulate("tests.apps.basic.gate", "--timeout", "2")
+    held, free = tmp_path / "held", tmp_path / "free"
+    held.mkdir()
+    free.mkdir()
+    (free / "release").touch()
+    timed_out = await invoke(emu.port, {"dir": str(held)})
+    request_id = timed_out.headers["x-amzn-requestid"]
+    body = timed_out.json()
+    assert body["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
+    assert body["errorMessage"] == "Task timed out after 2.00 seconds"  # type: ignore[index]
+    # The one slot is free for the next invocation at once.
+    assert (await invoke(emu.port, {"dir": str(free)})).status == 200
+    # The runtime logged its own line for the timeout and posted nothing for it: had it
+    # posted, that post would have reached the emulator, in order on its connection,
+    # before the `/next` that fetched the second invocation.
+    assert len(_timeout_lines(emu.logs(), request_id)) == 1
+    assert "after its deadline" not in emu.logs()

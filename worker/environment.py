@@ -69,6 +69,8 @@ def export(config: Config, environ: MutableMapping[str, str] | None = None) -> N
         "AWS_LAMBDA_FUNCTION_TIMEOUT": _seconds(config.timeout),
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{config.function_name}",
         "AWS_REGION": region,
+        # Lambda sets both: boto3 reads only this one.
+        "AWS_DEFAULT_REGION": region,
         "LAMBDA_TASK_ROOT": os.getcwd(),
         "_HANDLER": config.handler,
     }

@@ -12,9 +12,10 @@ import time
 from asyncio.events import _set_running_loop
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from types import AsyncGeneratorType
 from typing import Any
 
-from worker import environment, syncloop
+from worker import environment, streaming, syncloop, tracing
 from worker.config import Config
 from worker.context import LambdaContext
 from worker.errors import LambdaError, from_exception, timed_out
@@ -25,6 +26,7 @@ from worker.lanes import Lane, Lanes
 from worker.placement import Placement, Placements, counts, run_counted, since
 from worker.telemetry.logs import request_id
 from worker.telemetry.metrics import LaneStats, Metrics
+from worker.tracing import trace_id
 
 log = logging.getLogger("worker.pool")
 
@@ -141,8 +143,10 @@ class Pool:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        # Sync handlers get a loop of their own when they ask for one (`syncloop`).
+        # Sync handlers get a loop of their own when they ask for one (`syncloop`), and
+        # their invocation's trace id from the environment (`tracing`).
         self._policy = syncloop.install()
+        tracing.install()
         if self.inline or self.placements is not None:
             self._alarm = signal.signal(signal.SIGALRM, self._expire)
         for lane in self.lanes.all:
@@ -225,6 +229,7 @@ class Pool:
         handler = self.handler  # frozen: what it calls is read once, not per invocation
         resolve = handler.resolve
         placements = self.placements
+        streams = AsyncGeneratorType  # a handler's result that streams (`worker.streaming`)
         while True:
             job = queued()
             if job is None:
@@ -249,6 +254,7 @@ class Pool:
             # id until the next invocation sets another (no reset: its answer's logs are
             # this request's too).
             request_id.set(job.request_id)
+            trace_id.set(job.trace_id)  # what `_X_AMZN_TRACE_ID` reads (`worker.tracing`)
             lane.in_flight += 1
             clock = time.perf_counter()
             slot.deadline = deadline  # `expired` is False: the last timeout reset it
@@ -282,6 +288,8 @@ class Pool:
                         if record is not None and placements is not None:
                             result, cost = result
                             placements.judge(record, cost)
+                if type(result) is streams:  # the one check every invocation pays
+                    result = await streaming.pump(result, job.stream())
             except asyncio.CancelledError:
                 if not slot.expired:
                     # Drain ran out of time: answer, then let the cancellation end the slot.

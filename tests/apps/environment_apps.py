@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from typing import Any
 
 NAMES = (
@@ -12,6 +14,7 @@ NAMES = (
     "AWS_LAMBDA_LOG_GROUP_NAME",
     "AWS_LAMBDA_LOG_STREAM_NAME",
     "AWS_REGION",
+    "AWS_DEFAULT_REGION",
     "LAMBDA_TASK_ROOT",
     "_HANDLER",
 )
@@ -33,3 +36,14 @@ def identity(event: Any, context: Any) -> Any:
         "at_import": AT_IMPORT,
         "now": {name: os.environ.get(name) for name in NAMES},
     }
+
+
+async def trace_after_others(event: Any, context: Any) -> Any:
+    """The trace id `_X_AMZN_TRACE_ID` shows after other invocations ran meanwhile."""
+    await asyncio.sleep(float(event.get("wait", 0.05)))
+    return {"env": os.environ.get("_X_AMZN_TRACE_ID"), "ctx": context.trace_id}
+
+
+def sync_trace_after_others(event: Any, context: Any) -> Any:
+    time.sleep(float(event.get("wait", 0.05)))
+    return {"env": os.getenv("_X_AMZN_TRACE_ID"), "ctx": context.trace_id}

@@ -9,29 +9,38 @@ concurrent `/next` gets its own invocation, deadlines are enforced (the caller g
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import httptools
 import orjson
 
 from worker import httphead, marshal
-from worker.errors import LambdaError, timed_out
+from worker.config import DEFAULT_MAX_PAYLOAD
+from worker.errors import LambdaError, response_too_large, timed_out
 from worker.jobs import Job
 from worker.sources.http import status_line
+from worker.streaming import DEFAULT_CONTENT_TYPE, STREAMED, Headers
 
 log = logging.getLogger("worker.emulator")
 
 PREFIX = b"/2018-06-01/runtime"
-RESPONSE_LIMIT = 6 * 1024 * 1024 + 100
 #: What the fast path reads of a runtime's request head (past these, httptools reads it).
 HEAD_LIMIT = 64 * 1024
 HEADERS_LIMIT = 100
 ERROR_LIMIT = 1024 * 1024
+#: A streamed answer's bound: Lambda's, for the streaming response mode.
+STREAM_LIMIT = 200 * 1024 * 1024
+#: How much of a streamed HTTP answer may come before its prelude's end (its 8 NULs).
+PRELUDE_LIMIT = 64 * 1024
+STREAMING = b"streaming"
+HTTP_INTEGRATION = b"application/vnd.awslambda.http-integration-response"
+DELIMITER = b"\0" * 8
 #: A runtime's `/next` is handed an invocation through this.
 Deliver = Callable[[Job, float], None]
 
@@ -110,6 +119,16 @@ class RuntimeApi:
         found.reply(None, parse_error(body, error_type))
         return 202
 
+    def stream(self, request_id: str, headers: dict[bytes, bytes]) -> StreamSink:
+        """A runtime's streamed `/response` (the streaming response mode) for `request_id`,
+        read as it arrives: see `StreamSink`."""
+        entry = self.inflight.get(request_id)
+        refused = 0 if entry is not None else (410 if request_id in self.late else 400)
+        content_type = headers.get(b"content-type", b"")
+        return StreamSink(
+            self, request_id, entry[0] if entry else None, content_type == HTTP_INTEGRATION, refused
+        )
+
     def report_init_error(self, body: bytes, error_type: str | None) -> int:
         if self.init_error is not None:
             return 403  # another process of the runtime reported first
@@ -137,7 +156,12 @@ class RuntimeApi:
         entry = self.inflight.pop(request_id, None)
         if entry is not None:
             return entry[0]
-        return 410 if request_id in self.late else 400
+        if request_id in self.late:
+            # Shown: on Lambda a runtime that answers after the platform's timeout is
+            # refused too, and a test can tell the runtime's clock from the emulator's.
+            log.info("an answer for %s came after its deadline (410)", request_id)
+            return 410
+        return 400
 
     def expire(self, now: float) -> None:
         """Answer every invocation past its deadline; its late answer will get 410."""
@@ -176,12 +200,14 @@ class RuntimeProtocol(asyncio.Protocol):
         self.headers: dict[bytes, bytes] = {}
         self.body: list[bytes] = []
         self.size = 0
-        self.too_large = False
+        self.oversize = 0  # the size of a body over DEFAULT_MAX_PAYLOAD (then not kept)
+        #: A streamed `/response` being read: its body goes on as it arrives, unkept.
+        self.sink: StreamSink | None = None
         self.waiting: Deliver | None = None  # set while a /next is unanswered
         # While a read is parsed, replies are gathered here and written together: a
         # pipelining runtime's answer and `/next` get their replies in one write.
         self.out: list[bytes] | None = None
-        self.backlog: deque[tuple[bytes, bytes, dict[bytes, bytes], bytes, bool]] = deque()
+        self.backlog: deque[tuple[bytes, bytes, dict[bytes, bytes], bytes, int]] = deque()
         #: Between httptools' first and last callback of a request (see HttpProtocol).
         self.parsing = False
         self.scan = httphead.scan
@@ -203,11 +229,11 @@ class RuntimeProtocol(asyncio.Protocol):
             # that is not, and all after it, go to httptools (as the HTTP front does).
             start = 0
             while self.transport is not None:
-                request = scan(data, start, HEAD_LIMIT, HEADERS_LIMIT, RESPONSE_LIMIT)
+                request = scan(data, start, HEAD_LIMIT, HEADERS_LIMIT, DEFAULT_MAX_PAYLOAD)
                 if request is None:
                     break
                 method, url, headers, body, start = request
-                self._request(method, url, dict(headers), body, False)
+                self._request(method, url, dict(headers), body, 0)
                 if start == len(data):
                     self._flush()
                     return
@@ -233,7 +259,8 @@ class RuntimeProtocol(asyncio.Protocol):
         self.headers = {}
         self.body = []
         self.size = 0
-        self.too_large = False
+        self.oversize = 0
+        self.sink = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -241,31 +268,56 @@ class RuntimeProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.lower()] = value
 
+    def on_headers_complete(self) -> None:
+        # A streamed answer is read as it arrives when it would be handled now (nothing
+        # before it on this connection still waits for its reply; else it is gathered).
+        # The headers read after this point are its trailers, in the same dict.
+        if (
+            self.headers.get(b"lambda-runtime-function-response-mode", b"").lower() == STREAMING
+            and self.waiting is None
+            and not self.backlog
+            and self.parser.get_method() == b"POST"
+        ):
+            request_id = _response_id(self.url)
+            if request_id is not None:
+                self.sink = self.api.stream(request_id, self.headers)
+                self.sink.transport = self.transport
+
     def on_body(self, body: bytes) -> None:
+        sink = self.sink
+        if sink is not None:
+            sink.feed(body)
+            return
         self.size += len(body)
-        if self.size > RESPONSE_LIMIT:
-            self.too_large = True  # keep reading (the body must be consumed), keep nothing
+        if self.size > DEFAULT_MAX_PAYLOAD:
+            self.oversize = self.size  # keep reading (the body must be consumed), keep nothing
             self.body = []
         else:
             self.body.append(body)
 
     def on_message_complete(self) -> None:
         self.parsing = False
+        sink = self.sink
+        if sink is not None:
+            self.sink = None
+            self._send(sink.finish(self.headers), b"")
+            return
         self._request(
-            self.parser.get_method(), self.url, self.headers, b"".join(self.body), self.too_large
+            self.parser.get_method(), self.url, self.headers, b"".join(self.body), self.oversize
         )
 
     def _request(
-        self, method: bytes, url: bytes, headers: dict[bytes, bytes], body: bytes, too_large: bool
+        self, method: bytes, url: bytes, headers: dict[bytes, bytes], body: bytes, oversize: int
     ) -> None:
-        request = (method, url, headers, body, too_large)
+        """`oversize`: the size of a body over DEFAULT_MAX_PAYLOAD (not kept), else 0."""
+        request = (method, url, headers, body, oversize)
         if self.waiting is not None or self.backlog:
             self.backlog.append(request)  # answered once the /next before it is
         else:
             self._handle(*request)
 
     def _handle(
-        self, method: bytes, url: bytes, headers: dict[bytes, bytes], body: bytes, too_large: bool
+        self, method: bytes, url: bytes, headers: dict[bytes, bytes], body: bytes, oversize: int
     ) -> None:
         path = url.partition(b"?")[0]
         if method == b"GET" and path == PREFIX + b"/invocation/next":
@@ -283,20 +335,16 @@ class RuntimeProtocol(asyncio.Protocol):
             return self._send(404, b'{"errorMessage":"not found"}')
         request_id = rest[1].decode("latin-1")
         if rest[2] == b"response":
-            if too_large:
+            if oversize:
                 # Lambda's answer to the caller; the runtime learns it through the 413.
-                self.api.error(
-                    request_id,
-                    orjson.dumps(
-                        {
-                            "errorType": "Function.ResponseSizeTooLarge",
-                            "errorMessage": "Response payload size exceeded maximum allowed "
-                            f"payload size ({RESPONSE_LIMIT} bytes).",
-                        }
-                    ),
-                    None,
-                )
-                return self._send(413, b'{"errorMessage":"response too large"}')
+                refused = orjson.dumps(response_too_large(oversize).body())
+                self.api.error(request_id, refused, None)
+                return self._send(413, refused)
+            if headers.get(b"lambda-runtime-function-response-mode", b"").lower() == STREAMING:
+                # Streamed, but queued behind a `/next` on its connection: read whole.
+                sink = self.api.stream(request_id, headers)
+                sink.feed(body)
+                return self._send(sink.finish(headers), b"")
             return self._send(self.api.respond(request_id, body), b"")
         if rest[2] == b"error":
             return self._send(self.api.error(request_id, body[:ERROR_LIMIT], etype), b"")
@@ -338,3 +386,194 @@ class RuntimeProtocol(asyncio.Protocol):
             self.out.append(data)
         else:
             self.transport.write(data)
+
+
+def _response_id(url: bytes) -> str | None:
+    """The request id of a `/runtime/invocation/{id}/response` URL, else None."""
+    rest = url.partition(b"?")[0][len(PREFIX) :].strip(b"/").split(b"/")
+    if url.startswith(PREFIX) and len(rest) == 3 and rest[:3:2] == [b"invocation", b"response"]:
+        return rest[1].decode("latin-1")
+    return None
+
+
+class StreamSink:
+    """A runtime's streamed answer, on its way to the caller as it arrives.
+
+    The caller of the proxy path (a request that is not an Invoke: a Function URL whose
+    InvokeMode is RESPONSE_STREAM) gets it as it comes: the HTTP integration prelude
+    becomes the response's status, headers and cookies, every piece of body after it a
+    chunk, through the front's stream (`Job.stream()`); where there is none the answer is
+    gathered into the API Gateway response it stands for. An Invoke caller gets the
+    bytes whole, as Lambda's buffered Invoke of a streaming function has them.
+
+    An error in the trailers is the caller's Lambda error when nothing was sent yet, and
+    aborts its stream otherwise. Past `STREAM_LIMIT` the caller gets (or its stream is
+    aborted with) `Function.ResponseSizeTooLarge`, and the runtime a 413. The deadline
+    goes on: at it the caller is answered, and the rest of the stream is dropped (410).
+    """
+
+    def __init__(
+        self, api: RuntimeApi, request_id: str, job: Job | None, http: bool, refused: int
+    ) -> None:
+        self.api = api
+        self.request_id = request_id
+        self.job = job
+        self.refused = refused  # the runtime's answer once the caller has had its own
+        self.prelude: bytearray | None = bytearray() if http else None  # until the NULs
+        self.status = 200
+        self.headers: Headers = [(b"content-type", DEFAULT_CONTENT_TYPE)]
+        # Only the proxy path's caller takes a stream; an Invoke's answer is whole.
+        self.stream = job.stream() if job is not None and _proxied(job) else None
+        self.parts: list[bytes] = []  # the bytes as sent, where there is no stream
+        self.size = 0
+        self.started = False
+        self.paused = False
+        self.transport: asyncio.Transport | None = None
+
+    def feed(self, data: bytes) -> None:
+        """A piece of the request's body, as httptools read it."""
+        if self.refused or not data:
+            return
+        if self.request_id not in self.api.inflight:
+            self.refused = 410  # the deadline answered the caller: the rest is dropped
+            return
+        self.size += len(data)
+        if self.size > STREAM_LIMIT:
+            self._fail(response_too_large(self.size, STREAM_LIMIT), 413)
+            return
+        if self.stream is None:
+            self.parts.append(data)
+            return
+        if self.prelude is not None:
+            self.prelude += data
+            end = self.prelude.find(DELIMITER)
+            if end < 0:
+                if len(self.prelude) <= PRELUDE_LIMIT:
+                    return
+                data, self.prelude = bytes(self.prelude), None  # no prelude: all body
+            else:
+                self.status, self.headers = _head(bytes(self.prelude[:end]))
+                data, self.prelude = bytes(self.prelude[end + len(DELIMITER) :]), None
+        self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        assert self.stream is not None
+        if not self.started:
+            self.started = True
+            self.stream.start(self.status, self.headers)
+        if data:
+            self._pause_for(self.stream.write(data))
+
+    def finish(self, fields: dict[bytes, bytes]) -> int:
+        """The request is complete (`fields`: its headers and trailers): answer the caller,
+        and return the runtime's status."""
+        if self.refused:
+            if self.refused == 410:
+                self.api._take(self.request_id)  # noted as late, as a whole late answer
+            return self.refused
+        job = self.api._take(self.request_id)
+        if isinstance(job, int):
+            return job
+        error_type = fields.get(b"lambda-runtime-function-error-type")
+        if error_type is not None:
+            body = fields.get(b"lambda-runtime-function-error-body", b"")
+            try:
+                raw = base64.b64decode(body)
+            except ValueError:
+                raw = b""
+            job.reply(None, parse_error(raw, error_type.decode("latin-1")))
+            return 202
+        if self.stream is not None:
+            if self.prelude is not None:
+                # It ended before its prelude did: what came is all body.
+                rest, self.prelude = bytes(self.prelude), None
+                self._send(rest)
+            else:
+                self._send(b"")
+            self.stream.end()
+            job.reply(STREAMED, None)
+            return 202
+        raw = b"".join(self.parts)
+        if _proxied(job):
+            job.reply(_gathered(raw, self.prelude is not None), None)
+        else:
+            job.reply(orjson.Fragment(raw), None)  # the bytes as the runtime sent them
+        return 202
+
+    def _fail(self, error: LambdaError, status: int) -> None:
+        job = self.api._take(self.request_id)
+        if not isinstance(job, int):
+            job.reply(None, error)
+        self.refused = status
+        self.parts = []
+
+    def _pause_for(self, waiting: Awaitable[None] | None) -> None:
+        """The caller reads slower than the runtime sends: stop reading the runtime's
+        connection until it catches up (its own flow control then holds the runtime)."""
+        transport = self.transport
+        if waiting is None or self.paused or transport is None:
+            return
+        self.paused = True
+        transport.pause_reading()
+
+        def resume(_: object) -> None:
+            self.paused = False
+            if not transport.is_closing():
+                transport.resume_reading()
+
+        asyncio.ensure_future(waiting).add_done_callback(resume)
+
+
+def _proxied(job: Job) -> bool:
+    """Whether the job came through the front's proxy path (its event was made from the
+    request; an Invoke's job carries the bytes it was sent)."""
+    return job.kind == "apigw-http" and job.raw is None
+
+
+def _head(prelude: bytes) -> tuple[int, Headers]:
+    """Status and headers (cookies as set-cookie) of an HTTP integration prelude."""
+    try:
+        data = orjson.loads(prelude)
+    except orjson.JSONDecodeError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    try:
+        status = int(data.get("statusCode", 200))
+    except (TypeError, ValueError):
+        status = 200
+    headers: Headers = [
+        (str(k).lower().encode("latin-1", "replace"), str(v).encode("latin-1", "replace"))
+        for k, v in (data.get("headers") or {}).items()
+    ]
+    if not any(name == b"content-type" for name, _ in headers):
+        headers.append((b"content-type", DEFAULT_CONTENT_TYPE))
+    headers.extend(
+        (b"set-cookie", str(c).encode("latin-1", "replace")) for c in data.get("cookies") or ()
+    )
+    return status, headers
+
+
+def _gathered(raw: bytes, http: bool) -> dict[str, Any]:
+    """A streamed answer, whole, as the API Gateway response it stands for."""
+    status, headers, body = 200, [(b"content-type", DEFAULT_CONTENT_TYPE)], raw
+    if http:
+        end = raw.find(DELIMITER)
+        if end >= 0:
+            status, headers = _head(raw[:end])
+            body = raw[end + len(DELIMITER) :]
+    joined: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        key, text = name.decode("latin-1"), value.decode("latin-1")
+        if key == "set-cookie":
+            cookies.append(text)
+        else:
+            joined[key] = f"{joined[key]},{text}" if key in joined else text
+    return {
+        "statusCode": status,
+        "headers": joined,
+        "cookies": cookies,
+        "body": base64.b64encode(body).decode(),
+        "isBase64Encoded": True,
+    }

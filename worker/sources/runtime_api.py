@@ -13,16 +13,21 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from worker import marshal
 from worker.classify import classify
+from worker.config import DEFAULT_MAX_PAYLOAD, Config
 from worker.context import ClientContext, CognitoIdentity
-from worker.errors import LambdaError
+from worker.errors import TIMED_OUT, LambdaError, response_too_large
 from worker.jobs import Job
 from worker.sources.http_client import ClientConnection, HttpClientError, Response
+from worker.streaming import ResponseStream
+
+if TYPE_CHECKING:
+    from worker.sources.stream_post import StreamPost
 
 log = logging.getLogger("worker.lambda")
 
@@ -32,6 +37,9 @@ _VALID_TYPE = re.compile(r"^(Runtime|Function)\.[A-Z][a-zA-Z]+$")
 #: Exit status of a worker whose Runtime API kept failing: the supervisor ends the
 #: environment instead of replacing the worker.
 EXIT_API_GONE = 75
+#: The most the Runtime API takes of an error body, and of an X-Ray error cause (which
+#: awslambdaric leaves out when it would reach this).
+ERROR_LIMIT = 1024 * 1024
 
 
 def parse_address(value: str) -> tuple[str, int]:
@@ -53,12 +61,23 @@ def error_type_header(error_type: str) -> str:
 def error_request(error: LambdaError, request_id: str | None) -> tuple[bytes, bytes]:
     """(body, headers) of an `/error` or `/init/error` post."""
     body = orjson.dumps(error.body(request_id))
-    if len(body) > 1024 * 1024:  # the Runtime API takes at most 1 MiB of error
+    if len(body) > ERROR_LIMIT:
         body = orjson.dumps(LambdaError(error.error_type, error.message[:4096]).body(request_id))
     headers = (
         b"lambda-runtime-function-error-type: %s\r\ncontent-type: application/json\r\n"
         % error_type_header(error.error_type).encode()
     )
+    return body, headers
+
+
+def invocation_error(error: LambdaError, request_id: str) -> tuple[bytes, bytes]:
+    """(body, headers) of an `/error` post: `error_request`'s, with the X-Ray error cause
+    awslambdaric sends with every invocation error (not with init errors), unless it would
+    reach 1 MiB."""
+    body, headers = error_request(error, request_id)
+    cause = orjson.dumps(error.xray_cause())
+    if len(cause) < ERROR_LIMIT:
+        headers += b"lambda-runtime-function-xray-error-cause: %s\r\n" % cause
     return body, headers
 
 
@@ -106,6 +125,8 @@ class RuntimeApiSource:
         attempts: int = 10,
         backoff: float = 0.05,
         pipeline: bool = True,
+        streams: bool = False,
+        stream_limit: int = Config.max_streamed_response,
     ) -> None:
         self.host, self.port = parse_address(address)
         self.submit = submit
@@ -113,6 +134,10 @@ class RuntimeApiSource:
         self.attempts = attempts
         self.backoff = backoff
         self.pipeline = pipeline
+        #: Answers may stream (`WORKER_INVOKE_MODE=RESPONSE_STREAM`, see `stream_post`),
+        #: up to `stream_limit` bytes each.
+        self.streams = streams
+        self.stream_limit = stream_limit
         self.failures = 0
         self.stopping = False
         self._abandon = False  # stopping, and `/next` requests still waiting are abandoned
@@ -229,7 +254,7 @@ class RuntimeApiSource:
         try:
             event = _decode_event(resp)
         except LambdaError as exc:
-            body, headers = error_request(exc, request_id)
+            body, headers = invocation_error(exc, request_id)
             return await self._post(conn, request_id, b"error", body, headers), None
         deadline_ms = h.get(b"lambda-runtime-deadline-ms")
         trace_id = h.get(b"lambda-runtime-trace-id")
@@ -276,6 +301,8 @@ class RuntimeApiSource:
             log.warning("posting the answer for %s failed: %s", request_id, exc)
             kind, body, headers = job.posted
             return await self._post(None, request_id, kind, body, headers), None
+        if reply is _LEFT_TO_PLATFORM:
+            return conn, None  # nothing was posted: the next `/next` goes out now
         _check(reply, request_id)
         pending = job.next
         if pending is not None and conn.closed and not _holds_event(pending):
@@ -288,22 +315,27 @@ class RuntimeApiSource:
 
     def _answer(self, answer: _Invocation, result: Any, error: LambdaError | None) -> str | None:
         """Called by the slot, on the loop: marshal (so the error type is known) and write
-        the answer's request at once."""
+        the answer's request at once.
+
+        A timeout is not answered: on Lambda the platform owns the deadline and answers
+        the caller itself (an error posted just before it would count as a function error,
+        not a timeout). The runtime logs it, as the platform does, and asks for its next
+        event.
+        """
         if error is None:
             try:
                 data = marshal.dumps(result)
-                if len(data) > 6 * 1024 * 1024:
-                    error = LambdaError(
-                        "Function.ResponseSizeTooLarge",
-                        "Response payload size exceeded maximum allowed payload size "
-                        f"({6 * 1024 * 1024} bytes).",
-                    )
-                else:
+                if len(data) <= DEFAULT_MAX_PAYLOAD:
                     answer.post(b"response", data, b"content-type: application/json\r\n")
                     return None
+                error = response_too_large(len(data))
             except LambdaError as exc:
                 error = exc
-        body, headers = error_request(error, answer.request_id)
+        if error.error_type == TIMED_OUT:
+            log.error(error.message, extra={"requestId": answer.request_id})
+            answer.replied.set_result(_LEFT_TO_PLATFORM)
+            return error.error_type
+        body, headers = invocation_error(error, answer.request_id)
         answer.post(b"error", body, headers)
         return error.error_type
 
@@ -337,7 +369,9 @@ def _path(request_id: str, kind: bytes) -> bytes:
 def _check(resp: Response, request_id: str) -> None:
     """Log what the Runtime API said to an answer, when it did not take it."""
     if resp.status == 410:
-        log.warning("answer for %s came after its deadline (410)", request_id)
+        # The platform timed it out a moment before the runtime's own clock did: expected,
+        # and the platform has logged the timeout.
+        log.debug("answer for %s came after its deadline (410)", request_id)
     elif resp.status >= 300:
         log.error(
             "Runtime API refused the answer for %s: %d %r",
@@ -362,6 +396,8 @@ def _drop(pending: asyncio.Future[Response]) -> None:
 
 
 _NOTHING_POSTED = (b"", b"", b"")
+#: The "reply" to an invocation that timed out: nothing was posted, the platform answers.
+_LEFT_TO_PLATFORM = Response(0, {}, b"")
 
 
 class _Invocation(Job):
@@ -372,16 +408,30 @@ class _Invocation(Job):
     invocation, not a job, an answer and a callback joining them.
     """
 
-    __slots__ = ("conn", "next", "posted", "replied", "source")
+    __slots__ = ("conn", "next", "posted", "replied", "source", "streamer")
 
     conn: ClientConnection
     next: asyncio.Future[Response] | None
     posted: tuple[bytes, bytes, bytes]
     replied: asyncio.Future[Response]
     source: RuntimeApiSource
+    streamer: StreamPost
 
     def reply(self, result: Any, error: LambdaError | None) -> str | None:
         return self.source._answer(self, result, error)
+
+    def stream(self) -> ResponseStream | None:
+        """The Runtime API's streaming response mode, when this function's answers may
+        stream (see `worker.sources.stream_post`)."""
+        if not self.source.streams:
+            return None
+        from worker.sources.stream_post import StreamPost
+
+        self.streamer = StreamPost(self, self.source.stream_limit)
+        # From now on this invocation answers as a streamed one: a class of its own, so
+        # the invocations that never ask cost no check of it in `reply`.
+        self.__class__ = _StreamedInvocation
+        return self.streamer
 
     def post(self, kind: bytes, body: bytes, headers: bytes) -> None:
         self.posted = (kind, body, headers)
@@ -396,3 +446,19 @@ class _Invocation(Job):
         except HttpClientError as exc:
             self.next = None
             self.replied.set_exception(exc)
+
+
+class _StreamedInvocation(_Invocation):
+    """An invocation that offered its handler a stream: once the head went out, its
+    reply ends (or, with an error, aborts) the stream; before that it answers whole."""
+
+    __slots__ = ()
+
+    def stream(self) -> ResponseStream | None:
+        return self.streamer
+
+    def reply(self, result: Any, error: LambdaError | None) -> str | None:
+        streamer = self.streamer
+        if streamer.started:
+            return streamer.finish(result, error)
+        return self.source._answer(self, result, error)
