@@ -20,7 +20,7 @@ from worker import handler as handlers
 from worker.config import Config
 from worker.lanes import Lane, Lanes
 from worker.pool import Pool
-from worker.sources.http import Front, HttpProtocol
+from worker.sources.http import Front
 from worker.telemetry.metrics import Metrics, merge, render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,9 +78,10 @@ async def inproc(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[InProc
             pool.submit,
             metrics_text=lambda: render(merge([metrics.snapshot()])),
             pid=os.getpid(),
+            handler=handler,
         )
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: HttpProtocol(front), "127.0.0.1", 0)
+        server = await loop.create_server(lambda: front.protocol(front), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         inst = InProc(port, front, pool, lane, server)
         started.append(inst)

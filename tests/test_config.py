@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from worker.config import DEFAULT_MAX_PAYLOAD, Config
+from worker.config import DEFAULT_MAX_PAYLOAD, Config, cores
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -85,3 +85,10 @@ def test_lambda_logs_follow_the_log_format_except_on_lmi_where_they_are_always_j
     assert Config.from_env({"AWS_LAMBDA_LOG_FORMAT": "JSON"}, mode="lambda").log_format == "JSON"
     lmi = {**text, "AWS_LAMBDA_MAX_CONCURRENCY": "8"}
     assert Config.from_env(lmi, mode="lambda").log_format == "JSON"
+
+
+def test_lambda_mode_gives_web_frameworks_a_process_per_core() -> None:
+    plain = Config(mode="lambda", concurrency=8)
+    web = dataclasses.replace(plain, frameworks=True)
+    assert plain.worker_processes == 1  # a process per 16 slots
+    assert web.worker_processes == min(cores(), 8)

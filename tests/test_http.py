@@ -168,6 +168,7 @@ async def test_proxy_handler_error_is_502(inproc) -> None:
     srv = await inproc("tests.apps.basic.fail")
     ans = await request(srv.port, "GET", "/anything")
     assert ans.status == 502 and ans.json() == {"message": "Internal Server Error"}
+    assert "x-amz-function-error" not in ans.headers  # the Invoke API's, not API Gateway's
     srv = await inproc("tests.apps.basic.proxy_response")
     bad = await request(srv.port, "POST", "/x", {"statusCode": "teapot"})
     assert bad.status == 502

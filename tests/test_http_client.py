@@ -94,3 +94,64 @@ async def test_the_fast_path_and_httptools_read_responses_alike() -> None:
     assert [status for status, _, _ in whole] == [200, 202, 204, 200, 413]
     assert whole[0][1][b"lambda-runtime-aws-request-id"] == b"r1" and whole[0][2] == b'{"a": 1}'
     assert whole[3][2] == b"hi" and whole[4][1][b"x-dup"] == b"2"  # the last one wins
+
+
+class _SlowReader(asyncio.Protocol):
+    """A server that reads nothing until told to, then everything."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.received = 0
+        self.expected = -1
+        self.made = asyncio.Event()
+        self.all_read = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.pause_reading()
+        self.made.set()
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.received == self.expected:
+            self.all_read.set()
+
+
+async def test_a_progressive_request_waits_while_the_server_reads_slowly() -> None:
+    """`write` returns a future once the server stops keeping up (flow control), done
+    when it has read enough; the whole body arrives."""
+    server_side = _SlowReader()
+    server = await asyncio.get_running_loop().create_server(lambda: server_side, "127.0.0.1", 0)
+    conn = await ClientConnection.open("127.0.0.1", server.sockets[0].getsockname()[1])
+    await asyncio.wait_for(server_side.made.wait(), 5)
+    head = b"POST /r HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+    conn.send([head])
+    chunk = b"x" * (1024 * 1024)
+    sent = len(head)
+    waiting = None
+    for _ in range(256):  # bounded: the kernel's buffers hold far less than 256 MiB
+        parts = [b"%x\r\n" % len(chunk), chunk, b"\r\n"]
+        waiting = conn.write(parts)
+        sent += sum(map(len, parts))
+        if waiting is not None:
+            break
+    assert waiting is not None and not waiting.done()
+    server_side.expected = sent
+    assert server_side.transport is not None
+    server_side.transport.resume_reading()
+    await asyncio.wait_for(waiting, 10)
+    await asyncio.wait_for(server_side.all_read.wait(), 10)
+    conn.close()
+    server.close()
+
+
+async def test_a_lost_connection_ends_the_wait_to_write() -> None:
+    conn = ClientConnection("127.0.0.1", 9)
+    conn.connection_made(_Transport())  # type: ignore[arg-type]
+    conn.pause_writing()
+    waiting = conn._drained
+    assert waiting is not None
+    conn.connection_lost(None)
+    assert waiting.done() and conn.closed
+    with pytest.raises(HttpClientError):
+        conn.write([b"more"])

@@ -212,9 +212,100 @@ SETTINGS: dict[str, Setting] = {
         parse=int,
         help="Lambda mode: metrics as CloudWatch EMF lines on stdout (1) or not (0)",
     ),
-    "log_level": Setting(env="AWS_LAMBDA_LOG_LEVEL", flag=None, parse=str, help="log level"),
+    "log_level": Setting(
+        env="AWS_LAMBDA_LOG_LEVEL",
+        flag=None,
+        parse=str,
+        help="the root logger's level, as on Lambda (unset: Python's WARNING; TRACE: DEBUG)",
+    ),
     "log_format": Setting(
-        env="AWS_LAMBDA_LOG_FORMAT", flag=None, parse=str, help="JSON or Text logs"
+        env="AWS_LAMBDA_LOG_FORMAT",
+        flag=None,
+        parse=str,
+        help="JSON or Text (anything but JSON) log lines, as on Lambda",
+    ),
+    "invoke_mode": Setting(
+        env="WORKER_INVOKE_MODE",
+        flag="--invoke-mode",
+        parse=str,
+        help="Lambda mode: BUFFERED, or RESPONSE_STREAM (the function's Function URL streams:"
+        " streamed answers use the Runtime API's streaming mode); worker emulate passes it on",
+    ),
+    "max_streamed_response": Setting(
+        env="WORKER_MAX_STREAMED_RESPONSE",
+        flag=None,
+        parse=int,
+        help="Lambda mode: bytes a streamed answer may carry (Lambda's 200 MiB)",
+    ),
+    "api_gateway_base_path": Setting(
+        env="WORKER_API_GATEWAY_BASE_PATH",
+        flag=None,
+        parse=str,
+        help="Lambda mode, web apps: a path prefix cut before routing (Mangum's"
+        " api_gateway_base_path, e.g. an HTTP API's stage)",
+    ),
+    "log_socket": Setting(
+        env="WORKER_EMULATE_LOG_SOCKET",
+        flag="--log-socket",
+        parse=int,
+        help="worker emulate: offer the runtime LMI's log socket"
+        " (_LAMBDA_TELEMETRY_LOG_FD_PROVIDER_SOCKET) and show each stream connected to it (1)",
+    ),
+    "log_frames": Setting(
+        env="WORKER_EMULATE_LOG_FRAMES",
+        flag="--log-frames",
+        parse=int,
+        help="worker emulate: give the runtime a framed log fd (_LAMBDA_TELEMETRY_LOG_FD)"
+        " and show each frame as one event (1)",
+    ),
+    # State that outlives an invocation: worker.idempotent, worker.durable (worker/state/).
+    "state_dir": Setting(
+        env="WORKER_STATE_DIR",
+        flag=None,
+        parse=str,
+        help="directory of the embedded state store (default .worker-state/; /tmp in Lambda)",
+    ),
+    "idempotency_store": Setting(
+        env="WORKER_IDEMPOTENCY_STORE",
+        flag=None,
+        parse=str,
+        help="worker.idempotent's store: sqlite:[PATH], dynamodb:TABLE or memory:",
+    ),
+    "durable_store": Setting(
+        env="WORKER_DURABLE_STORE",
+        flag=None,
+        parse=str,
+        help="worker.durable's store: sqlite:[PATH], dynamodb:TABLE or memory:",
+    ),
+    "state_busy_timeout": Setting(
+        env="WORKER_STATE_BUSY_TIMEOUT",
+        flag=None,
+        parse=float,
+        help="longest wait (s) for another process's lock on the embedded store",
+    ),
+    "durable_queue_url": Setting(
+        env="WORKER_DURABLE_QUEUE_URL",
+        flag=None,
+        parse=str,
+        help="SQS queue whose delayed messages resume waiting executions (unset: a timer)",
+    ),
+    "durable_version_policy": Setting(
+        env="WORKER_DURABLE_VERSION_POLICY",
+        flag=None,
+        parse=str,
+        help="pin: an execution resumes only under the code that started it; allow: any",
+    ),
+    "durable_lease": Setting(
+        env="WORKER_DURABLE_LEASE",
+        flag=None,
+        parse=float,
+        help="an execution whose worker stops renewing its lease this long (s) is resumed",
+    ),
+    "durable_max_interruptions": Setting(
+        env="WORKER_DURABLE_MAX_INTERRUPTIONS",
+        flag=None,
+        parse=int,
+        help="a step cut off (crash, timeout) more often than this fails its execution",
     ),
 }
 
@@ -247,8 +338,13 @@ class Config:
     max_header_bytes: int = 64 * 1024
     max_headers: int = 100
     max_pipeline: int = 64
-    log_level: str = "INFO"
-    log_format: LogFormat = "JSON"
+    log_level: str = ""  # AWS_LAMBDA_LOG_LEVEL; '' when unset (the root level is left alone)
+    log_format: LogFormat = "Text"  # awslambdaric's default
+    invoke_mode: str = "BUFFERED"
+    max_streamed_response: int = 200 * 1024 * 1024
+    api_gateway_base_path: str = "/"
+    log_socket: int = 0
+    log_frames: int = 0
     marathon_share: float = 0.25
     marathon_seconds: float = 1.0
     marathon_bytes: int = 1024 * 1024
@@ -260,6 +356,8 @@ class Config:
     model_host: str = "auto"
     #: Set by the supervisor after the init phase: models run in the worker processes.
     local_models: bool = False
+    #: Set by the supervisor after the init phase: every call runs a web framework.
+    frameworks: bool = False
     emf: int = 1
     sync_on_loop_ms: float = 1.0
     max_invocations: int = 0
@@ -276,6 +374,14 @@ class Config:
     function_version: str = "$LATEST"
     memory_mb: int = 0  # 0: unknown, reported from the environment's memory
     region: str = "us-east-1"
+    state_dir: str = ""  # '': .worker-state/ in serve and sqs, /tmp in Lambda mode
+    idempotency_store: str = "sqlite:"
+    durable_store: str = "sqlite:"
+    state_busy_timeout: float = 5.0
+    durable_queue_url: str = ""
+    durable_version_policy: str = "pin"
+    durable_lease: float = 30.0
+    durable_max_interruptions: int = 3
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -309,8 +415,11 @@ class Config:
         if env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "").isdigit():
             values["memory_mb"] = int(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"])
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if "invoke_mode" in values:
+            values["invoke_mode"] = str(values["invoke_mode"]).strip().upper()
         if "log_format" in values:
-            values["log_format"] = "Text" if str(values["log_format"]).lower() == "text" else "JSON"
+            # awslambdaric's rule: JSON when it says so, else Text.
+            values["log_format"] = "JSON" if str(values["log_format"]).upper() == "JSON" else "Text"
         config = cls(**values)
         config.validate()
         return config
@@ -344,6 +453,12 @@ class Config:
                 orjson.loads(self.feed_event)
             except orjson.JSONDecodeError as exc:
                 raise ValueError(f"feed_event must be JSON: {exc}") from None
+        if self.invoke_mode not in ("BUFFERED", "RESPONSE_STREAM"):
+            raise ValueError(
+                f"invoke_mode must be BUFFERED or RESPONSE_STREAM, got {self.invoke_mode!r}"
+            )
+        if self.max_streamed_response < 1:
+            raise ValueError("max_streamed_response must be >= 1")
         if self.mode == "sqs" and not self.queue_url:
             raise ValueError("worker sqs needs --queue-url (or WORKER_SQS_QUEUE_URL)")
         if not 1 <= self.batch_size <= 10:
@@ -359,18 +474,41 @@ class Config:
         for name in ("timeout", "init_timeout", "grace", "header_timeout", "body_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        self._validate_state()
+
+    def _validate_state(self) -> None:
+        from worker.state.settings import parse
+
+        for env, spec in (
+            ("WORKER_IDEMPOTENCY_STORE", self.idempotency_store),
+            ("WORKER_DURABLE_STORE", self.durable_store),
+        ):
+            try:
+                parse(spec)
+            except ValueError as exc:
+                raise ValueError(f"{env}: {exc}") from None
+        if self.durable_version_policy not in ("pin", "allow"):
+            raise ValueError(
+                f"durable_version_policy must be pin or allow, got {self.durable_version_policy!r}"
+            )
+        if self.durable_lease <= 0 or self.state_busy_timeout <= 0:
+            raise ValueError("durable_lease and state_busy_timeout must be > 0")
+        if self.durable_max_interruptions < 0:
+            raise ValueError("durable_max_interruptions must be >= 0")
 
     @property
     def worker_processes(self) -> int:
         if self.processes:
             wanted = self.processes
-        elif self.mode == "lambda" and not self.local_models:
+        elif self.mode == "lambda" and not (self.local_models or self.frameworks):
             # LMI sizes an environment at 16 concurrent requests per vCPU: a process per
             # 16 slots, at most one per core. Fewer, fuller processes wake less often per
             # invocation: at concurrency 8 on 2 cores, one process took 30 µs of CPU per
             # no-op invocation where two took 42, and served 1.55x the invocations.
             # Models batched in the workers want every core instead (MiniLM at
-            # concurrency 8: 121 req/s in one process, 205 in two).
+            # concurrency 8: 121 req/s in one process, 205 in two), and so do web
+            # frameworks, whose every call costs far more CPU than a wake-up
+            # (`bench/web.py` measures both ways).
             wanted = min(cores(), -(-self.total_concurrency // SLOTS_PER_CORE))
         else:
             wanted = cores()

@@ -18,17 +18,21 @@ import uvloop
 
 from worker import aws, jobs, scratch
 from worker.config import Config
+from worker.durable import service as durable_service
+from worker.errors import LambdaError
 from worker.handler import Handler
 from worker.inference import host as inference
 from worker.inference import modelhost
+from worker.initphase import init_failed
 from worker.lanes import Lane, Lanes
 from worker.pool import Pool
 from worker.profiles import MARATHON, SPRINTER, Profiles, parse_overrides
-from worker.sources.http import Front, HttpProtocol
+from worker.sources.asgi import AsgiApp
+from worker.sources.http import Front
 from worker.sources.pollgate import PollGate
 from worker.sources.runtime_api import RuntimeApiSource
 from worker.sources.sqs import SqsSource
-from worker.telemetry import logs
+from worker.telemetry import egress
 from worker.telemetry.emf import Emf
 from worker.telemetry.metrics import Metrics, SnapshotStore, merge, render
 
@@ -38,6 +42,9 @@ log = logging.getLogger("worker.process")
 TICK = 0.5
 #: Exit status of a worker that recycled itself (invocation or memory limit), drained.
 EXIT_RECYCLE = 76
+#: Exit status of a worker whose own init failed (an ASGI app's lifespan startup): a
+#: replacement would fail alike, so the supervisor ends the environment.
+EXIT_INIT_FAILED = 77
 
 
 class WorkerProcess:
@@ -89,6 +96,15 @@ class WorkerProcess:
             )
             self.metrics.listen(self.emf.record, self.emf.record_invocations)
         worker_tmp = scratch.enter_worker_dir(self.root)
+        # An ASGI app's lifespan startup: once per worker, on its own loop, before it serves.
+        app = self.handler.fn if isinstance(self.handler.fn, AsgiApp) else None
+        if app is not None:
+            try:
+                if not await self._started(app):
+                    return 0  # stopped during its startup: nothing was served
+            except LambdaError as exc:
+                init_failed(self.config, exc)
+                return EXIT_INIT_FAILED
         slots = self.config.slots_for(self.index)
         lanes = self._lanes(slots)
         pool = Pool(
@@ -125,14 +141,20 @@ class WorkerProcess:
             },
         )
         clients = aws.reset(slots)
+        # The state stores' settings; resumes of durable executions, when there are any.
+        durables = durable_service.start(self.config, pool.submit, self.stopping)
         if self.config.mode == "lambda":
             code, finished = await self._serve_runtime_api(pool, slots)
         elif self.config.mode == "sqs":
             code, finished = await self._serve_sqs(pool, lanes, clients)
         else:
             code, finished = await self._serve_http(pool)
+        if app is not None:
+            await app.shutdown()
         if models is not None:
             inference.stop()
+        if durables is not None:
+            await durable_service.stop()
         await clients.close()
         self._flush_emf()
         self.store.write(self.name, self.metrics.snapshot() | {"gauges": {}})
@@ -140,6 +162,21 @@ class WorkerProcess:
         if self.recycle:
             return EXIT_RECYCLE
         return code
+
+    async def _started(self, app: AsgiApp) -> bool:
+        """Run the app's lifespan startup; False when the worker is told to stop first (a
+        sibling's startup failed, say) rather than waiting out WORKER_INIT_TIMEOUT."""
+        assert self.stopping is not None
+        startup = asyncio.ensure_future(app.startup(self.config.init_timeout))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait([startup, stop], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not startup.done():
+            startup.cancel()
+            await asyncio.wait([startup])
+            return False
+        startup.result()
+        return True
 
     def _recycle(self, reason: str) -> None:
         """Leave gracefully for a fresh process: drain, then exit EXIT_RECYCLE."""
@@ -221,8 +258,10 @@ class WorkerProcess:
             metrics_text=self.metrics_text,
             stats_json=self.stats_json,
             pid=os.getpid(),
+            handler=self.handler,
         )
-        server = await loop.create_server(lambda: HttpProtocol(front), sock=self.sock, backlog=2048)
+        protocol = front.protocol  # a web app's connections read HttpRequests (`Front`)
+        server = await loop.create_server(lambda: protocol(front), sock=self.sock, backlog=2048)
         self.metrics.gauge("worker_open_connections", (), lambda: len(front.connections))
         self.metrics.gauge("worker_connections_refused", (), lambda: front.refused_connections)
         ticker = asyncio.ensure_future(self._tick(front))
@@ -262,6 +301,8 @@ class WorkerProcess:
             slots=slots,
             attempts=self.config.runtime_api_attempts,
             pipeline=bool(self.config.runtime_api_pipeline),
+            streams=self.config.invoke_mode == "RESPONSE_STREAM",
+            stream_limit=self.config.max_streamed_response,
         )
         polling = asyncio.ensure_future(source.run())
         ticker = asyncio.ensure_future(self._tick(None))
@@ -356,6 +397,9 @@ def run(
     supervisor: int = 0,
 ) -> int:
     """Body of a forked worker process; returns its exit code."""
+    # On LMI this worker's stdout and stderr become streams of their own, before it writes
+    # anything. Its logging is the supervisor's, inherited as it is (`logs.install`).
+    egress.connect_streams()
     # The supervisor blocks its signals to wait on them; a worker takes them normally.
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which drains
@@ -365,7 +409,6 @@ def run(
     if supervisor:
         end_with(supervisor)
     jobs.reseed()
-    logs.configure(config.log_level, config.log_format)
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     worker = WorkerProcess(index=index, config=config, handler=handler, sock=sock, root=root)

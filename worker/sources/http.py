@@ -13,9 +13,11 @@ import binascii
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
-from typing import Any, cast
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import unquote
 
 import httptools
 import orjson
@@ -24,10 +26,16 @@ from worker import httphead, marshal
 from worker.classify import classify
 from worker.config import Config
 from worker.context import ClientContext
-from worker.errors import THROTTLED, LambdaError, too_many_requests
+from worker.errors import THROTTLED, LambdaError, response_too_large, too_many_requests
+from worker.httpmsg import HttpRequest, HttpResponse
 from worker.jobs import Job, new_request_id
 from worker.sources import apigw
+from worker.sources.routes import Templates
+from worker.streaming import Headers, ResponseStream
 from worker.telemetry import dashboard
+
+if TYPE_CHECKING:
+    from worker.handler import Handler
 
 log = logging.getLogger("worker.http")
 
@@ -51,14 +59,33 @@ _REASONS = {
     502: b"Bad Gateway",
     503: b"Service Unavailable",
 }
+# Every status a web app may answer has its reason phrase; ours keep theirs.
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus} | _REASONS
 _STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, r) for code, r in _REASONS.items()}
 _JSON = b"content-type: application/json\r\n"
 #: The Invoke API's headers that reach the job, and the invocation type of an Invoke that
 #: sends no X-Amz-Invocation-Type (compared by identity: the usual case, one test).
-_INVOKE_HEADERS = frozenset((b"x-amz-invocation-type", b"x-amz-client-context", b"x-amzn-trace-id"))
+_INVOKE_HEADERS = frozenset(
+    (
+        b"x-amz-invocation-type",
+        b"x-amz-client-context",
+        b"x-amzn-trace-id",
+        b"x-amz-durable-execution-name",
+    )
+)
 _REQUEST_RESPONSE = b"RequestResponse"
 #: Framing headers are ours to set; a handler's values for them are dropped.
 _OWN_HEADERS = frozenset(("content-length", "connection", "date", "transfer-encoding"))
+_OWN_HEADER_BYTES = frozenset(h.encode() for h in _OWN_HEADERS)
+#: How much of a streamed answer waits in memory while an earlier answer on its
+#: connection is still owed; past it the stream's writer waits (flow control).
+STREAM_BUFFER = 64 * 1024
+#: A streamed answer's framing: its body is chunked, has a content-length (what is left
+#: of it), has no body (HEAD, 204, 304), or ends with the connection (HTTP/1.0).
+_CHUNKED = -1
+_BODYLESS = -2
+_UNTIL_CLOSE = -3
+_LAST_CHUNK = b"0\r\n\r\n"
 
 
 def status_line(code: int) -> bytes:
@@ -66,7 +93,12 @@ def status_line(code: int) -> bytes:
 
 
 class Front:
-    """What every connection of one worker process shares: the pool, settings, state."""
+    """What every connection of one worker process shares: the pool, settings, state.
+
+    With a web app as the handler (`handler.app_kind`), proxy-mode requests reach it as
+    `HttpRequest`s (`NativeHttpProtocol`), routed by their path's template; decided here,
+    once: `protocol` is the connections' class.
+    """
 
     def __init__(
         self,
@@ -76,9 +108,13 @@ class Front:
         metrics_text: Callable[[], str],
         pid: int,
         stats_json: Callable[[], bytes] | None = None,
+        handler: Handler | None = None,
     ) -> None:
         self.config = config
         self.submit = submit
+        self.native = handler is not None and handler.app_kind is not None
+        self.templates = Templates(handler.app) if handler is not None and self.native else None
+        self.protocol: type[HttpProtocol] = NativeHttpProtocol if self.native else HttpProtocol
         self.metrics_text = metrics_text
         self.stats_json = stats_json
         self.pid = pid
@@ -94,6 +130,7 @@ class Front:
         #: attribute, kept in step by the two setters: every request reads it.
         self.winding_down = False
         self.connections: set[HttpProtocol] = set()
+        self.tasks: set[asyncio.Task[None]] = set()  # admin reads under way
         self.date = b""
         self.tick()
 
@@ -149,6 +186,8 @@ class _Ready:
 
     __slots__ = ("close", "data")
 
+    answer = "ready"  # never a stream (see _Exchange.answer)
+
     def __init__(self, data: bytes, close: bool) -> None:
         self.data: bytes | None = data
         self.close = close
@@ -156,19 +195,32 @@ class _Ready:
 
 class _Exchange(Job):
     """A request that became a job: its place in the connection's answer order, and the
-    answer the slot's outcome becomes (`reply`). `answer` is "invoke", "event" or "proxy".
+    answer the slot's outcome becomes (`reply`). `answer` is "invoke", "event", "proxy"
+    (an API Gateway event), "native" (an `HttpRequest` to a web app), or "stream" once a
+    streamed answer has started.
 
     Made as a Job (by position, see Job) and then told its connection: one object per
     request, not a job and an exchange.
+
+    A proxy exchange is also its request's `ResponseStream` (a handler returning an async
+    generator streams): the head and the pieces of a streamed answer are written as they
+    come while it is at the head of its connection's line, and wait in its `out` (up to
+    `STREAM_BUFFER`) while an earlier answer is still owed. A web app's requests are
+    `_AppExchange`s; a proxy exchange becomes one when its stream starts, so that the
+    plain paths' `reply` has nothing more to tell apart.
     """
 
-    __slots__ = ("answer", "close", "data", "head", "proto")
+    # `execution`: the X-Amz-Durable-Execution-Name header, set only when sent (read
+    # with getattr by `worker.durable`).
+    __slots__ = ("answer", "close", "data", "execution", "head", "out", "proto")
 
     proto: HttpProtocol
     answer: str
     head: bool
     close: bool
     data: bytes | None
+    out: _Out  # set when a streamed answer starts
+    execution: str  # set only when the invoke named its durable execution
 
     def reply(self, result: Any, error: LambdaError | None) -> str | None:
         """Turn a slot's outcome into the bytes of the answer; returns the error type sent."""
@@ -192,16 +244,95 @@ class _Exchange(Job):
                         self.data = proto._response(200, data, close, rid)
                         proto._flush()
                         return None
-                    error = LambdaError(
-                        "Function.ResponseSizeTooLarge",
-                        "Response payload size exceeded maximum allowed payload size "
-                        f"({proto.config.max_payload} bytes).",
-                    )
+                    error = response_too_large(len(data), proto.config.max_payload)
             proto._invoke_error(self, error, rid, close)
         else:
             error = proto._proxy_answer(self, result, error, rid, close)
         proto._flush()
         return error.error_type if error else None
+
+    # -- ResponseStream ----------------------------------------------------------------
+
+    def stream(self) -> ResponseStream | None:
+        return self if self.answer == "proxy" else None
+
+    @property
+    def started(self) -> bool:
+        return self.answer == "stream"
+
+    def start(self, status: int, headers: Headers) -> None:
+        self.proto._start_stream(self, status, headers)
+
+    def write(self, chunk: bytes) -> Awaitable[None] | None:
+        return self.proto._write_stream(self, chunk)
+
+    def end(self) -> None:
+        self.proto._end_stream(self)
+
+    def disconnected(self) -> asyncio.Future[None]:
+        """Done once the client is gone (`worker.streaming.Disconnectable`)."""
+        return self.proto.lost()
+
+    # -- answered later (a durable execution that let its slot go) ----------------------
+
+    def park(self) -> Callable[[int, Any, LambdaError | None], None] | None:
+        """Let the slot finish without answering: the answer comes through the returned
+        `settle(status, result, error)` (200: as a slot's reply; 202: accepted, `result`
+        the body). None for a request that cannot wait so (an event, a web app's)."""
+        if self.answer != "invoke" and self.answer != "proxy":
+            return None
+        self.__class__ = _Parked
+        return self.settle
+
+    def settle(self, status: int, result: Any, error: LambdaError | None) -> None:
+        if status == 200:
+            _Exchange.reply(self, result, error)
+            return
+        proto = self.proto
+        close = self.close or proto.front.winding_down
+        body = marshal.dumps(result)
+        rid = _request_id(self.request_id)
+        self.data = proto._response(status, body, close, rid, head=self.head)
+        proto._flush()
+
+
+class _Parked(_Exchange):
+    """A parked request (`park`): its slot's reply is not its answer."""
+
+    __slots__ = ()
+
+    def reply(self, result: Any, error: LambdaError | None) -> str | None:
+        return None
+
+
+class _AppExchange(_Exchange):
+    """A web app's request ("native"), or any streamed answer ("stream"): its `reply`
+    takes an `HttpResponse` or finishes the stream. Same layout as `_Exchange`, so a proxy
+    exchange whose stream starts becomes one."""
+
+    __slots__ = ()
+
+    def reply(self, result: Any, error: LambdaError | None) -> str | None:
+        proto = self.proto
+        close = self.close or proto.front.winding_down
+        error = proto._app_answer(self, result, error, _request_id(self.request_id), close)
+        proto._flush()
+        return error.error_type if error else None
+
+    def stream(self) -> ResponseStream | None:
+        return self
+
+
+class _Out:
+    """A streamed answer's bytes on their way out."""
+
+    __slots__ = ("held", "left", "parts", "waiter")
+
+    def __init__(self, head: bytes, left: int) -> None:
+        self.parts: list[bytes] | None = [head]  # not yet written; None once it ended
+        self.held = len(head)  # how many bytes `parts` holds
+        self.left = left  # body bytes due under its content-length, or one of _CHUNKED…
+        self.waiter: asyncio.Future[None] | None = None  # its writer's (flow control)
 
 
 #: What a connection owes, in request order: answers made at once, and requests in slots.
@@ -237,6 +368,8 @@ class HttpProtocol(asyncio.Protocol):
         #: httptools, not to the fast path.
         self.parsing = False
         self.scan = httphead.scan
+        self.streams = 0  # streamed answers started and not yet ended on this connection
+        self._lost: asyncio.Future[None] | None = None  # made when a web app asks
         self._reset()
 
     def _reset(self) -> None:
@@ -270,6 +403,26 @@ class HttpProtocol(asyncio.Protocol):
         self.front.connections.discard(self)
         self.transport = None
         self._closing = True
+        if self.streams or self._lost is not None:
+            self._gone()
+
+    def lost(self) -> asyncio.Future[None]:
+        """A future done once this connection is gone (a web app's `http.disconnect`)."""
+        lost = self._lost
+        if lost is None:
+            lost = self._lost = asyncio.get_running_loop().create_future()
+            if self.transport is None:
+                lost.set_result(None)
+        return lost
+
+    def _gone(self) -> None:
+        """The client went away: streams' writers stop waiting (their writes are dropped)."""
+        lost = self._lost
+        if lost is not None and not lost.done():
+            lost.set_result(None)
+        for owed in self.pending:
+            if owed.answer == "stream":
+                _wake(cast(_Exchange, owed).out)
 
     @property
     def idle(self) -> bool:
@@ -304,6 +457,8 @@ class HttpProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.paused_writing = False
         self._set_reading()
+        if self.streams and self.pending and self.pending[0].answer == "stream":
+            _wake(cast(_Exchange, self.pending[0]).out)
 
     def _set_reading(self) -> None:
         if self.transport is None or self.ending:
@@ -477,9 +632,28 @@ class HttpProtocol(asyncio.Protocol):
         elif path == b"/_worker/dashboard":
             ctype = b"content-type: text/html; charset=utf-8\r\n"
             self._answer_now(200, body=dashboard.page(), head=head, close=close, ctype=ctype)
+        elif path.startswith(b"/_worker/executions/"):
+            self._execution(unquote(path[20:].decode("utf-8", "replace")), head, close)
         else:
             return False
         return True
+
+    def _execution(self, name: str, head: bool, close: bool) -> None:
+        """A durable execution, read from its store (`worker.durable.admin`): answered
+        when the read is done, in its place in the connection's order."""
+        from worker.durable import admin
+
+        owed = _Exchange(None, None)
+        owed.proto, owed.answer, owed.head, owed.close, owed.data = self, "admin", head, close, None
+        self.pending.append(owed)
+
+        async def read() -> None:
+            status, body = await admin.answer(name)
+            owed.data = self._response(status, body, close, head=head)
+            self._flush()
+
+        self.front.tasks.add(task := asyncio.ensure_future(read()))
+        task.add_done_callback(self.front.tasks.discard)
 
     def _invoke(self, headers: list[tuple[bytes, bytes]], body: bytes, close: bool) -> None:
         # `winding_down` first: a plain attribute, False but while draining or recycling.
@@ -490,6 +664,7 @@ class HttpProtocol(asyncio.Protocol):
         invocation_type = _REQUEST_RESPONSE
         client_context = None
         trace_id = None
+        execution = None
         for key, value in headers:
             if key not in _INVOKE_HEADERS:  # one look-up for the many that are none of them
                 continue
@@ -497,8 +672,10 @@ class HttpProtocol(asyncio.Protocol):
                 invocation_type = value
             elif key == b"x-amz-client-context":
                 client_context = _client_context(value)
-            else:
+            elif key == b"x-amzn-trace-id":
                 trace_id = value.decode("latin-1")
+            else:
+                execution = value.decode("utf-8", "replace")
         try:
             event = marshal.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -537,6 +714,8 @@ class HttpProtocol(asyncio.Protocol):
             None,
             body,
         )
+        if execution is not None:
+            job.execution = execution
         if self._admit(job, answer, False, close) and answer == "event":
             # Queued: the caller is told at once; the outcome only reaches the logs.
             job.data = self._response(202, b"", close, _request_id(request_id))
@@ -561,7 +740,9 @@ class HttpProtocol(asyncio.Protocol):
         # By position, as the Invoke path (see Job): this runs for every request.
         event = apigw.build_event(verb, url, headers, body, self.peer, request_id, version)
         route = verb + " " + event["rawPath"]
-        job = _Exchange(event, None, request_id, len(body), None, "apigw-http", route)
+        # The caller's X-Ray header is the invocation's trace id, as API Gateway passes it.
+        trace = event["headers"].get("x-amzn-trace-id")
+        job = _Exchange(event, None, request_id, len(body), None, "apigw-http", route, trace)
         self._admit(job, "proxy", head, close)
 
     def _admit(self, job: _Exchange, answer: str, head: bool, close: bool) -> bool:
@@ -622,14 +803,224 @@ class HttpProtocol(asyncio.Protocol):
                 return None
             except LambdaError as exc:
                 error = exc
+        return self._proxy_error(exchange, error, rid, close)
+
+    def _proxy_error(
+        self, exchange: _Exchange, error: LambdaError, rid: bytes, close: bool
+    ) -> LambdaError:
         if error.error_type == THROTTLED:
             return self._shed(exchange, error, rid, close)
-        # API Gateway's answer when the integration fails; details go to the log only.
+        # API Gateway's answer when the integration fails (it sends no function-error
+        # header: that is the Invoke API's); details go to the log only.
         log.error("proxy invocation failed: %s: %s", error.error_type, error.message)
-        extra = rid + b"x-amz-function-error: Unhandled\r\n"
         exchange.data = self._response(
-            502, b'{"message":"Internal Server Error"}', close, extra=extra, head=head
+            502, b'{"message":"Internal Server Error"}', close, extra=rid, head=exchange.head
         )
+        return error
+
+    # -- web apps and streamed answers ---------------------------------------------------
+
+    def _app_answer(
+        self,
+        exchange: _Exchange,
+        result: Any,
+        error: LambdaError | None,
+        rid: bytes,
+        close: bool,
+    ) -> LambdaError | None:
+        """A web app's answer (an `HttpResponse`), or the end of a streamed one."""
+        if exchange.answer == "stream":
+            return self._stream_outcome(exchange, error, rid, close)
+        if error is None:
+            if type(result) is HttpResponse:
+                try:
+                    data = self._app_response(
+                        result.status, result.headers, result.body, close, rid, exchange.head
+                    )
+                except (TypeError, ValueError):  # not bytes where bytes belong
+                    data = None
+                if data is not None:
+                    exchange.data = data
+                    return None
+                error = LambdaError("Runtime.MarshalError", "Invalid HTTP response")
+            else:
+                error = LambdaError(
+                    "Runtime.MarshalError",
+                    f"A web app's answer must be an HttpResponse, not {type(result).__name__}",
+                )
+        return self._proxy_error(exchange, error, rid, close)
+
+    def _app_response(
+        self, status: int, headers: Headers, body: bytes, close: bool, rid: bytes, head: bool
+    ) -> bytes | None:
+        """A whole answer with the app's headers (framing ones are ours: a HEAD answer keeps
+        the app's content-length, the length its GET would have); None when a header
+        holds a line break. Header names and values are bytes, the status an int."""
+        own = _OWN_HEADER_BYTES
+        length = len(body)
+        lines = []
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered in own:
+                if head and lowered == b"content-length" and not body and value.isdigit():
+                    length = int(value)
+                continue
+            lines.append(b"%s: %s\r\n" % (name, value))
+        block = b"".join(lines)
+        # One line break per header, or a header smuggles in lines of its own.
+        if block.count(b"\n") != len(lines) or block.count(b"\r") != len(lines):
+            return None
+        return b"%scontent-length: %d\r\n%s%s%s\r\n%s" % (
+            _STATUS_LINES.get(status) or status_line(status),
+            length,
+            block,
+            self.front.date,
+            b"connection: close\r\n" + rid if close else rid,
+            b"" if head else body,
+        )
+
+    def _start_stream(self, exchange: _Exchange, status: int, headers: Headers) -> None:
+        if exchange.answer == "stream":
+            raise RuntimeError("The response has already started")
+        close = exchange.close or self.front.winding_down
+        own = _OWN_HEADER_BYTES
+        length = -1
+        lines = []
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered in own:
+                if lowered == b"content-length" and value.isdigit():
+                    length = int(value)
+                continue
+            lines.append(b"%s: %s\r\n" % (name, value))
+        block = b"".join(lines)
+        if block.count(b"\n") != len(lines) or block.count(b"\r") != len(lines):
+            raise ValueError("Invalid HTTP response header")
+        if exchange.head or status in (204, 304) or status < 200:
+            left = _BODYLESS
+            framing = b"content-length: %d\r\n" % length if exchange.head and length >= 0 else b""
+        elif length >= 0:
+            left = length
+            framing = b"content-length: %d\r\n" % length
+        elif _http10(exchange.event):
+            left = _UNTIL_CLOSE  # no chunked encoding in HTTP/1.0: the close ends the body
+            framing = b""
+            close = True
+        else:
+            left = _CHUNKED
+            framing = b"transfer-encoding: chunked\r\n"
+        head = b"%s%s%s%s%s%s\r\n" % (
+            _STATUS_LINES.get(status) or status_line(status),
+            block,
+            framing,
+            self.front.date,
+            b"connection: close\r\n" if close else b"",
+            _request_id(exchange.request_id),
+        )
+        exchange.close = close
+        exchange.out = _Out(head, left)
+        exchange.answer = "stream"
+        if type(exchange) is _Exchange:
+            # A plain handler's stream: from now on its reply finishes a stream.
+            exchange.__class__ = _AppExchange
+        self.streams += 1
+        self._push(exchange)
+
+    def _write_stream(self, exchange: _Exchange, chunk: bytes) -> Awaitable[None] | None:
+        out = exchange.out
+        parts = out.parts
+        if parts is None:
+            raise RuntimeError("The response has already ended")
+        left = out.left
+        if not chunk or left == _BODYLESS:
+            return None
+        if self.transport is None or self._closing:
+            # The client is gone: dropped, as uvicorn drops them. The writer still passes
+            # the loop once per write, so one that writes without pause cannot hold the
+            # loop (and the deadline watcher) forever.
+            return asyncio.sleep(0)
+        if left == _CHUNKED:
+            piece = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        elif left == _UNTIL_CLOSE:
+            piece = chunk
+        elif len(chunk) > left:
+            raise RuntimeError("Response content longer than Content-Length")
+        else:
+            out.left = left - len(chunk)
+            piece = chunk
+        parts.append(piece)
+        out.held += len(piece)
+        return self._push(exchange)
+
+    def _end_stream(self, exchange: _Exchange) -> None:
+        out = exchange.out
+        parts = out.parts
+        if parts is None:
+            raise RuntimeError("The response has already ended")
+        if out.left == _CHUNKED:
+            parts.append(_LAST_CHUNK)
+        elif out.left > 0:
+            raise RuntimeError("Response content shorter than Content-Length")
+        self.streams -= 1
+        # What is left to write makes it an ordinary finished answer: `_flush` writes it
+        # at the head of the line and closes the connection if it must.
+        out.parts = None
+        exchange.data = b"".join(parts)
+        _wake(out)
+        self._flush()
+
+    def _push(self, exchange: _Exchange) -> Awaitable[None] | None:
+        """Write a stream's buffered bytes if it is at the head of its line; an awaitable
+        when its writer must wait (the client reads slowly, or too much is buffered)."""
+        out = exchange.out
+        parts = out.parts
+        assert parts is not None
+        transport = self.transport
+        if transport is None or self._closing:
+            parts.clear()  # the client is gone: dropped, as uvicorn drops them
+            out.held = 0
+            return None
+        if self.pending[0] is exchange:
+            if parts:
+                transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+                parts.clear()
+                out.held = 0
+            if not self.paused_writing:
+                _wake(out)
+                return None
+        elif out.held <= STREAM_BUFFER:
+            return None
+        waiter = out.waiter
+        if waiter is None or waiter.done():
+            waiter = out.waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
+    def _stream_outcome(
+        self, exchange: _Exchange, error: LambdaError | None, rid: bytes, close: bool
+    ) -> LambdaError | None:
+        """The invocation of a streamed answer ended: it is complete, or it is aborted."""
+        out = exchange.out
+        parts = out.parts
+        if parts is None:
+            return error  # complete (a failure after it, say a background task's, only counts)
+        if error is None:
+            error = LambdaError(
+                "Runtime.IncompleteResponse", "The streamed answer ended before its end"
+            )
+        self.streams -= 1
+        out.parts = None
+        _wake(out)
+        if self.pending and self.pending[0] is not exchange:
+            # Nothing of it was written yet (an earlier answer is still owed): it can
+            # still be answered as any failed invocation is.
+            exchange.answer = "native"
+            return self._proxy_error(exchange, error, rid, close)
+        # Its head went out: all that is left is to cut the body short. The connection
+        # closes without the last chunk (or before the content-length is reached), so
+        # the client sees an incomplete answer, never a complete wrong one.
+        log.error("streamed answer aborted: %s: %s", error.error_type, error.message)
+        exchange.data = b"".join(parts)
+        exchange.close = True
         return error
 
     def _shed(
@@ -701,11 +1092,83 @@ class HttpProtocol(asyncio.Protocol):
             transport.write(exchange.data)  # type: ignore[arg-type]
             if exchange.close:
                 self.close()
-        if not pending and self.transport is not None:
-            if self.paused_reading:
-                self._set_reading()
-            if self.front.winding_down and not self.url and not self.headers:
-                self.close()
+        if not pending:
+            if self.transport is not None:
+                if self.paused_reading:
+                    self._set_reading()
+                if self.front.winding_down and not self.url and not self.headers:
+                    self.close()
+        elif self.streams and pending[0].answer == "stream":
+            # A streamed answer reached the head of the line: what it buffered goes out.
+            self._push(cast(_Exchange, pending[0]))
+
+
+class NativeHttpProtocol(HttpProtocol):
+    """A connection of a front whose handler is a web app: proxy-mode requests become
+    `HttpRequest` events, routed by method and path template (`worker.sources.routes`).
+    The Invoke API and the internal endpoints are as on any front."""
+
+    client: tuple[str, int] | None = None
+    server: tuple[str, int | None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        if peer and len(peer) >= 2:
+            self.client = (str(peer[0]), int(peer[1]))
+        local = transport.get_extra_info("sockname")
+        if local and len(local) >= 2:
+            self.server = (str(local[0]), int(local[1]))
+
+    def _proxy(
+        self,
+        method: bytes,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        version: str,
+        head: bool,
+        close: bool,
+    ) -> None:
+        front = self.front
+        if front.winding_down and front.draining:
+            return self._answer_now(
+                503, error=("ServiceException", "The service is shutting down"), close=True
+            )
+        request_id = new_request_id()
+        verb = method.decode("latin-1")
+        raw_path, _, query = url.partition(b"?")
+        path = raw_path.decode("utf-8", "replace")
+        if "%" in path:
+            path = unquote(path)
+        # By position, as the other paths build their jobs (see Job).
+        request = HttpRequest(
+            verb, path, raw_path, query, headers, body, self.client, self.server, "http", version
+        )
+        assert front.templates is not None
+        route = verb + " " + front.templates.of(path)
+        trace = None
+        for name, value in headers:
+            if name == b"x-amzn-trace-id":
+                trace = value.decode("latin-1")
+        job = _AppExchange(request, None, request_id, len(body), None, "http", route, trace)
+        self._admit(job, "native", head, close)
+
+
+def _wake(out: _Out) -> None:
+    """Let a stream's writer go on (it re-checks when it writes again)."""
+    waiter = out.waiter
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+def _http10(event: Any) -> bool:
+    if type(event) is HttpRequest:
+        return event.http_version == "1.0"
+    try:
+        return bool(event["requestContext"]["http"]["protocol"] == "HTTP/1.0")
+    except (KeyError, TypeError):
+        return False
 
 
 def _request_id(request_id: str) -> bytes:

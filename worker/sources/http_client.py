@@ -4,6 +4,10 @@ The Runtime API is a local HTTP server; a libcurl client (awslambdaric's) spends
 an invocation's CPU in its HTTP layer. This is a Protocol with httptools' response parser:
 one write per request (or one for several pipelined requests), one parse per response, and
 no read timeout (a `/next` long poll may wait for hours).
+
+A request whose body is written as it is produced (the Runtime API's streaming response
+mode: chunked) goes out in pieces with `write`; `drain()` says when the server reads
+slower than the body is produced.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ class ClientConnection(asyncio.Protocol):
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
         self._closed = False
+        #: Set while the transport's buffer is over its high-water mark (a progressively
+        #: written request outruns the server); done once it drains or the connection ends.
+        self._drained: asyncio.Future[None] | None = None
         #: Between httptools' first and last callback of a response: its bytes go on to
         #: httptools, not to the fast path.
         self._parsing = False
@@ -64,6 +71,16 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._fail(HttpClientError(f"connection lost: {exc or 'closed by the server'}"))
+        self.resume_writing()  # a writer waiting for the buffer to drain waits no more
+
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         scan = self.scan
@@ -153,3 +170,12 @@ class ClientConnection(asyncio.Protocol):
             raise HttpClientError("connection is closed")
         self._waiters.extend(waiters)
         self.transport.writelines(requests)
+
+    def write(self, parts: list[bytes]) -> asyncio.Future[None] | None:
+        """More of a request already begun by `send` (a chunked body's pieces), in one
+        write: None, or a future to await before writing more, done once the server has
+        read enough (flow control) or the connection ended."""
+        if self._closed or self.transport is None:
+            raise HttpClientError("connection is closed")
+        self.transport.writelines(parts)
+        return self._drained
