@@ -13,6 +13,12 @@ Async record functions run concurrently within the batch, except on FIFO queues,
 records run in order and, after a failure, the rest of the batch is reported failed so a
 message group never skips ahead (Powertools' FIFO rule).
 
+`@batch_handler(idempotent=True)` records each message once it succeeded
+(`worker.idempotent`, keyed by its `messageId`, or by the field, path or callable given
+instead of True): a redelivered message returns at once without running again, a
+duplicate arriving while the first still runs waits for it, and a failure is still
+reported for that message alone (its record is dropped, so the redelivery runs).
+
 The ready `handler` parses each body as JSON and logs the message it carries; a body
 that is not JSON, or one with `"fail": true`, fails that record only.
 """
@@ -24,7 +30,7 @@ import functools
 import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 log = logging.getLogger("handlers.sqs")
@@ -44,8 +50,25 @@ def _failure(record: Record, exc: BaseException) -> dict[str, str]:
     return {"itemIdentifier": record["messageId"]}
 
 
-def batch_handler(fn: Callable[[Record, Any], Any]) -> Callable[[Any, Any], Any]:
-    """Turn a per-record function (sync or async) into an SQS batch handler."""
+def batch_handler(
+    fn: Callable[[Record, Any], Any] | None = None,
+    *,
+    idempotent: bool | str | Sequence[str] | Callable[[Record], Any] = False,
+    expires: float = 3600,
+) -> Any:
+    """Turn a per-record function (sync or async) into an SQS batch handler; with
+    `idempotent`, each message runs once (see the module's text)."""
+    if fn is None:
+        return functools.partial(batch_handler, idempotent=idempotent, expires=expires)
+    if idempotent is not False:
+        from worker.idempotency import idempotent as once
+
+        key = "messageId" if idempotent is True else idempotent
+        fn = once(key=key, expires=expires)(fn)
+    return _batches(fn)
+
+
+def _batches(fn: Callable[[Record, Any], Any]) -> Callable[[Any, Any], Any]:
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)

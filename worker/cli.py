@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from worker.config import SETTINGS, Config
 
-COMMANDS = ("serve", "lambda", "sqs", "emulate")
+COMMANDS = ("serve", "lambda", "sqs", "emulate", "executions")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -45,6 +45,10 @@ def normalise(argv: Sequence[str], environ: dict[str, str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "executions":  # `worker executions show NAME`: its own arguments
+        from worker.durable.admin import main as executions
+
+        raise SystemExit(executions(argv[1:]))
     # `worker emulate [options] -- COMMAND …`: everything after `--` is the runtime command.
     command: list[str] = []
     if "--" in argv:
