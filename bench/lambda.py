@@ -55,13 +55,18 @@ RUNTIMES = {
 
 
 def emulator_argv(
-    port: int, concurrency: int, handler: str, command: list[str] | None, feed: int = 0
+    port: int,
+    concurrency: int,
+    handler: str,
+    command: list[str] | None,
+    feed: int = 0,
+    event: bytes = EVENT,
 ) -> list[str]:
     argv = worker_argv(
         "emulate", handler, port, "--concurrency", str(concurrency), "--queue-size", "8192"
     )
     if feed:
-        argv += ["--feed", str(feed), "--feed-event", EVENT.decode()]
+        argv += ["--feed", str(feed), "--feed-event", event.decode()]
     return argv + (["--", *command] if command else [])
 
 
@@ -88,10 +93,12 @@ def measure(
     seconds: float,
     script: str,
     load: str = "wrk",
+    event: bytes = EVENT,
 ) -> dict[str, float]:
     port = free_port()
     many = max(8, 2 * concurrency)  # wrk's connections, or the feed's invocations outstanding
-    argv = emulator_argv(port, concurrency, handler, command, many if load == "feed" else 0)
+    fed = many if load == "feed" else 0
+    argv = emulator_argv(port, concurrency, handler, command, fed, event)
     with server(argv, port, "/_worker/ready", env={"AWS_LAMBDA_LOG_LEVEL": "WARNING"}) as emu:
         url = f"http://127.0.0.1:{port}{INVOKE}"
         if load == "wrk":
