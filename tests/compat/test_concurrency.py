@@ -48,12 +48,13 @@ def _apart(lines: list[str]) -> list[str]:
     """The lines as written, read apart where they merged on the way.
 
     awslambdaric's worker processes share one stdout and `print()` is two writes (the text,
-    then the newline), so another process's line can land between them: "text{json}" and
-    an empty line. Ours never merge (`worker.telemetry.lines`); the reference's are split
-    back so the two are compared by what was logged."""
+    then the newline), so another process's line can land between them ("text{json}", or
+    two prints' "textmore text"), and an empty line after. Ours never merge
+    (`worker.telemetry.lines`); the reference's are split back so the two are compared by
+    what was logged."""
     apart: list[str] = []
     for line in lines:
-        apart.extend(part for part in re.split(r'(?=\{"timestamp")', line) if part)
+        apart.extend(part for part in re.split(r'(?=\{"timestamp")|(?=sync route )', line) if part)
     return apart
 
 
