@@ -33,7 +33,7 @@ lint: $(STAMP)
 # wrk saturates the servers; it comes from Debian's packages.
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(PY) -m bench.run $(if $(QUICK),--quick,)
+	$(PY) -m bench.run $(if $(QUICK),--quick,--docs)
 
 clean:
 	rm -rf $(VENV) build *.egg-info worker/*.so
