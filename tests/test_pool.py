@@ -205,11 +205,10 @@ async def test_a_sync_handler_on_the_loop_may_run_an_event_loop_of_its_own(inpro
     # on a loaded machine a GIL hand-off mid-call counts as blocking and resets it).
     record = srv.pool.placements.of(sync_runs_a_loop)
     record.on_loop, record.streak = True, record.needed
-    for n in range(3):  # its own loop each time, on the loop's thread
-        assert (await invoke(srv.port, {"n": n})).json() == {
-            "thread": "MainThread",
-            "event": {"n": n},
-        }
+    # Its own loop, run on the loop's thread. (One call: a loaded machine may count a GIL
+    # hand-off inside it as blocking and send the function back to threads after it.)
+    answer = (await invoke(srv.port, {"n": 2})).json()
+    assert answer == {"thread": "MainThread", "event": {"n": 2}}
 
 
 async def test_a_stray_alarm_between_calls_on_the_loop_is_harmless(inproc) -> None:

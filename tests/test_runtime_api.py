@@ -213,7 +213,7 @@ def test_lambda_mode_without_a_runtime_api_is_refused() -> None:
     assert run.returncode == 2 and "AWS_LAMBDA_RUNTIME_API" in run.stdout
 
 
-async def test_trace_id_is_exported_only_with_one_slot_per_process(emulate) -> None:
+async def test_the_trace_id_is_exported_to_the_environment_and_the_context(emulate) -> None:
     one = emulate("tests.apps.basic.trace_env")
     ans = (await invoke(one.port, {}, {"X-Amzn-Trace-Id": "Root=1-one"})).json()
     assert ans["env"] == ans["ctx"] == "Root=1-one"  # type: ignore[index]
