@@ -66,8 +66,8 @@ def parsed(raw: bytes) -> tuple[str, str]:
             return "s3", _str(_get(_get(r.get("s3"), "bucket"), "name"))
         if source == "aws:ses":
             return "ses", ""
-    if "records" in e and "deliveryStreamArn" in e and "invocationId" in e:
-        return "firehose", _str(e["deliveryStreamArn"])
+    if "records" in e and "invocationId" in e and "applicationArn" not in e:
+        return "firehose", _str(e.get("deliveryStreamArn"))
     source = e.get("eventSource")
     if source == "aws:kafka":
         return "kafka", _str(e.get("eventSourceArn"))
@@ -78,7 +78,7 @@ def parsed(raw: bytes) -> tuple[str, str]:
     if isinstance(e.get("awslogs"), dict) and "data" in e["awslogs"]:
         return "cloudwatch-logs", ""
     version = e.get("version")
-    if version == "0" and "detail" in e:
+    if (version == "0" or "version" not in e) and "detail" in e:
         name, detail_type = e.get("source"), e.get("detail-type")
         if isinstance(name, str) and isinstance(detail_type, str):
             scheduled = name == "aws.events" and detail_type == "Scheduled Event"

@@ -348,7 +348,7 @@ cdef enum:
     T_VERSION, T_ROUTEKEY, T_RAWPATH, T_RESOURCE, T_HTTPMETHOD, T_PATH, T_RC, T_RECORDS,
     T_records, T_EVENTSOURCE, T_EVENTSOURCEARN, T_BOOTSTRAP, T_SOURCE, T_DETAILTYPE, T_DETAIL,
     T_AWSLOGS, T_TRIGGER, T_USERPOOL, T_REQTYPE, T_RESPURL, T_STACKID, T_TYPE, T_METHODARN,
-    T_ROUTEARN, T_AUTHTOKEN, T_DELIVERY, T_INVOCATION, T_ROUTE, T_COUNT
+    T_ROUTEARN, T_AUTHTOKEN, T_DELIVERY, T_INVOCATION, T_APPLICATION, T_ROUTE, T_COUNT
 
 cdef const char* TOP_KEYS[T_COUNT]
 TOP_KEYS[:] = [
@@ -356,7 +356,7 @@ TOP_KEYS[:] = [
     b"Records", b"records", b"eventSource", b"eventSourceArn", b"bootstrapServers", b"source",
     b"detail-type", b"detail", b"awslogs", b"triggerSource", b"userPoolId", b"RequestType",
     b"ResponseURL", b"StackId", b"type", b"methodArn", b"routeArn", b"authorizationToken",
-    b"deliveryStreamArn", b"invocationId", b"",
+    b"deliveryStreamArn", b"invocationId", b"applicationArn", b"",
 ]
 
 cdef Py_ssize_t TOP_LENS[T_COUNT]
@@ -722,7 +722,8 @@ cdef object _classify(bytes buf, bytes route_key, type rt, object owner):
         i = _after(p, value_end, n)
     if top.have == 0:
         return _pair(rt, owner, "direct", "")
-    if _has(&top, T_records) and _has(&top, T_DELIVERY) and _has(&top, T_INVOCATION):
+    # As the twin (worker/classify.py): by the invocation id and the records.
+    if _has(&top, T_records) and _has(&top, T_INVOCATION) and not _has(&top, T_APPLICATION):
         t = _text(p, _at(&top, T_DELIVERY))
         return _pair(rt, owner, "firehose", _b(p, t))
     source = _text(p, _at(&top, T_EVENTSOURCE))
@@ -738,7 +739,7 @@ cdef object _classify(bytes buf, bytes route_key, type rt, object owner):
     if _has(&top, T_AWSLOGS) and _has(&sp, L_DATA):
         return _pair(rt, owner, "cloudwatch-logs", "")
     version = _text(p, _at(&top, T_VERSION))
-    if _eq(p, version, b"0") and _has(&top, T_DETAIL):
+    if (_eq(p, version, b"0") or not _has(&top, T_VERSION)) and _has(&top, T_DETAIL):
         a = _text(p, _at(&top, T_SOURCE))
         b = _text(p, _at(&top, T_DETAILTYPE))
         if a.s >= 0 and b.s >= 0:

@@ -43,6 +43,7 @@ _TOP = frozenset(
         b"bootstrapServers", b"source", b"detail-type", b"detail", b"awslogs",
         b"triggerSource", b"userPoolId", b"RequestType", b"ResponseURL", b"StackId", b"type",
         b"methodArn", b"routeArn", b"authorizationToken", b"deliveryStreamArn", b"invocationId",
+        b"applicationArn",
     )
 )  # fmt: skip
 _CONTEXT = frozenset((b"elb", b"http", b"domainName"))
@@ -109,7 +110,10 @@ class Classifier:
         def get(key: bytes) -> bytes | None:
             return text(top.get(key))
 
-        if b"records" in top and b"deliveryStreamArn" in top and b"invocationId" in top:
+        # Always there: the invocation id and the records (AWS's sample events have no
+        # deliveryStreamArn); Kinesis Data Analytics' events, which also have both, name
+        # their application.
+        if b"records" in top and b"invocationId" in top and b"applicationArn" not in top:
             return _result("firehose", get(b"deliveryStreamArn"))
         event_source = get(b"eventSource")
         if event_source == b"aws:kafka":
@@ -121,7 +125,9 @@ class Classifier:
         if b"data" in inner(top.get(b"awslogs"), _AWSLOGS):
             return _result("cloudwatch-logs", b"")
         version = get(b"version")
-        if version == b"0" and b"detail" in top:
+        # Sample scheduled events from AWS's tooling have no `version`; one that is not
+        # "0" is not EventBridge's.
+        if (version == b"0" or b"version" not in top) and b"detail" in top:
             source_name, detail_type = get(b"source"), get(b"detail-type")
             if source_name is not None and detail_type is not None:
                 scheduled = source_name == b"aws.events" and detail_type == b"Scheduled Event"

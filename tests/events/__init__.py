@@ -354,10 +354,13 @@ def firehose() -> list[Sample]:
             ],
         }
 
+    # AWS's sample events (the console's test event, `sam local generate-event`) carry no
+    # deliveryStreamArn: the kind is known by the invocation id and the records.
+    sample = {k: v for k, v in batch("x").items() if k != "deliveryStreamArn"}
     return [
         ("firehose", f"arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/{n}", batch(n))
         for n in ("logs", "metrics", "d3")
-    ]
+    ] + [("firehose", "", sample)]
 
 
 def ses() -> list[Sample]:
@@ -425,9 +428,11 @@ def eventbridge() -> list[Sample]:
 
 
 def schedule() -> list[Sample]:
-    return [
-        ("schedule", "aws.events Scheduled Event", _bridge("aws.events", "Scheduled Event", {}))
-        for _ in range(3)
+    scheduled = _bridge("aws.events", "Scheduled Event", {})
+    # A sample event as AWS's tooling makes it, without `version`.
+    sample = {k: v for k, v in scheduled.items() if k != "version"}
+    return [("schedule", "aws.events Scheduled Event", scheduled) for _ in range(3)] + [
+        ("schedule", "aws.events Scheduled Event", sample)
     ]
 
 
