@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from worker.cli import main, normalise
+from worker.cli import emulated_concurrency, main, normalise
 
 
 def test_bare_handler_picks_serve_or_lambda() -> None:
@@ -58,3 +58,35 @@ def test_python_dash_m_worker_help() -> None:
         "--grace",
     ):
         assert flag in out
+    for form in ("worker HANDLER", "-- COMMAND", "worker executions show NAME", "/abs/path"):
+        assert form in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--port", "99999"], "port must be 0-65535, got 99999"),
+        (["--port", "-1"], "port must be 0-65535"),
+        (["--workers", "0"], "processes must be >= 1"),
+        (["--concurrency", "0"], "concurrency must be >= 1"),
+        (["--queue-size", "0"], "queue_size must be >= 1"),
+    ],
+)
+def test_out_of_range_settings_are_bad_settings(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "mod.fn", *argv])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("worker: bad setting: ") and said in err
+
+
+def test_emulate_takes_the_platforms_concurrency_from_its_environment(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert emulated_concurrency(None, {"AWS_LAMBDA_MAX_CONCURRENCY": "8"}) == 8
+    assert emulated_concurrency(4, {"AWS_LAMBDA_MAX_CONCURRENCY": "8"}) == 4  # the flag wins
+    assert emulated_concurrency(None, {}) is None
+    with pytest.raises(SystemExit) as info:
+        emulated_concurrency(None, {"AWS_LAMBDA_MAX_CONCURRENCY": "many"})
+    assert info.value.code == 2 and "AWS_LAMBDA_MAX_CONCURRENCY" in capsys.readouterr().err

@@ -36,6 +36,19 @@ def test_path_form_loads_from_a_directory() -> None:
     assert h.fn({}, None) == "nested"
 
 
+def test_an_absolute_path_loads_from_its_directory() -> None:
+    h = load(f"{ROOT}/tests/apps/nested/deeper/mod.handler", "/nonexistent")
+    assert h.fn({}, None) == "nested"
+
+
+@pytest.mark.parametrize("spec", ["../etc/passwd.x", "a//b.fn", ".mod.fn", "pkg..mod.fn"])
+def test_a_name_that_is_no_module_path_is_malformed(spec: str) -> None:
+    with pytest.raises(LambdaError) as info:
+        load(spec, ROOT)
+    assert info.value.error_type == "Runtime.MalformedHandlerName"
+    assert f"Bad handler '{spec}'" in info.value.message
+
+
 @pytest.mark.parametrize(
     ("spec", "error_type", "text"),
     [

@@ -10,6 +10,19 @@ from collections.abc import Sequence
 from worker.config import SETTINGS, Config
 
 COMMANDS = ("serve", "lambda", "sqs", "emulate", "executions")
+FORMS = """\
+forms:
+  worker HANDLER [options]                  lambda if AWS_LAMBDA_RUNTIME_API is set, else serve
+  worker serve HANDLER [options]            the HTTP service (Invoke API, proxy mode, web apps)
+  worker lambda HANDLER [options]           a Runtime API client (Lambda, Lambda Managed Instances)
+  worker sqs HANDLER --queue-url URL        an SQS consumer
+  worker emulate HANDLER [options]          Runtime API + Invoke API around `worker lambda`
+  worker emulate [options] -- COMMAND ...   the same around any runtime command
+  worker executions show NAME               a durable execution's status and history
+
+HANDLER: module.function, path/module.function, /abs/path/module.function, module:function
+(an ASGI or WSGI app too). Every option also has an environment variable (shown above).
+"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -17,6 +30,8 @@ def parser() -> argparse.ArgumentParser:
         prog="worker",
         description="Run a Lambda-style handler: `worker HANDLER` picks Lambda mode when "
         "AWS_LAMBDA_RUNTIME_API is set, else `serve`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=FORMS,
     )
     p.add_argument("command", choices=COMMANDS, help="what to run")
     p.add_argument(
@@ -67,10 +82,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "emulate":
         from worker.emulator.main import main as emulate
 
-        raise SystemExit(emulate(config, command, args.concurrency))
+        raise SystemExit(emulate(config, command, emulated_concurrency(args.concurrency)))
     if command:
         sys.stderr.write("worker: a command after `--` is only for `worker emulate`\n")
         raise SystemExit(2)
     from worker.supervisor import Supervisor
 
     raise SystemExit(Supervisor(config).run())
+
+
+def emulated_concurrency(flag: int | None, environ: dict[str, str] | None = None) -> int | None:
+    """The emulated environment's concurrency: `--concurrency`, else the
+    AWS_LAMBDA_MAX_CONCURRENCY the emulator was started with (as on LMI), else none."""
+    if flag is not None:
+        return flag
+    raw = (os.environ if environ is None else environ).get("AWS_LAMBDA_MAX_CONCURRENCY", "")
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        sys.stderr.write(f"worker: bad setting: AWS_LAMBDA_MAX_CONCURRENCY={raw!r}\n")
+        raise SystemExit(2)
+    return int(raw)

@@ -85,13 +85,24 @@ def split_spec(spec: str) -> tuple[str, str]:
         )
     # Lambda's path form: a directory path becomes a package path (namespace packages
     # need no __init__.py), as the official runtime client resolves it.
-    return module.strip("/").replace("/", "."), attr
+    name = module.strip("/").replace("/", ".")
+    if any(not part or part.startswith(".") for part in name.split(".")) or "\x00" in name:
+        # `../x.fn`, `a//b.fn`, `.mod.fn`: no module has such a name (and a relative
+        # import would need a package to be relative to).
+        raise LambdaError(
+            "Runtime.MalformedHandlerName", f"Bad handler '{spec}': not a module path"
+        )
+    return name, attr
 
 
 def load(spec: str, task_root: str | None = None) -> Handler:
     """Import the handler's module and find the callable, raising Lambda's init errors."""
-    module_name, attr = split_spec(spec)
     root = task_root or os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    if spec.startswith("/"):
+        # An absolute path (`/opt/app/mod.fn`): its directory is where the module is.
+        root, _, spec = spec.rpartition("/")
+        root = root or "/"
+    module_name, attr = split_spec(spec)
     if root not in sys.path:
         sys.path.insert(0, root)
     try:
