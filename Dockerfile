@@ -36,6 +36,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     WORKER_HOST=0.0.0.0 \
     WORKER_PORT=8080 \
+    WORKER_ADMIN_PORT=8081 \
     HF_HUB_OFFLINE=1 \
     HOME=/tmp
 COPY --from=builder /dist/ /dist/
@@ -51,7 +52,9 @@ RUN set -eux; \
 ENV LAMBDA_TASK_ROOT=/var/task
 WORKDIR /var/task
 USER 10001
-EXPOSE 8080
+# 8081 is the admin listener (metrics, stats, dashboard), on 127.0.0.1 unless
+# WORKER_ADMIN_HOST says otherwise: publish it only inside a private network.
+EXPOSE 8080 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/_worker/health' % os.environ.get('WORKER_PORT', '8080'), timeout=2)"]
 ENTRYPOINT ["python", "-m", "worker"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import resource
@@ -185,8 +186,9 @@ def wrk(
         requests=requests,
         seconds=secs,
         rps=requests / secs,
-        p50_ms=_ms(lat.get("50", "nan")),
-        p99_ms=_ms(lat.get("99", "nan")),
+        # With no request answered wrk prints 0us percentiles: that is no measurement.
+        p50_ms=_ms(lat.get("50", "nan")) if requests else math.nan,
+        p99_ms=_ms(lat.get("99", "nan")) if requests else math.nan,
         non_2xx=int(non2xx.group(1)) if non2xx else 0,
         function_errors=int(fe.group(1))
         if (fe := re.search(r"function errors: (\d+)", out))
@@ -217,20 +219,33 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def ratio(num: float, den: float) -> float:
+    """num / den, or nan when the baseline measured nothing (a short run can answer none)."""
+    return num / den if den and not math.isnan(den) else math.nan
+
+
 def python() -> str:
     return sys.executable
 
 
+#: Our servers' admin ports (metrics), by service port: `worker_argv` picks one per server.
+_ADMIN_PORTS: dict[int, int] = {}
+
+
 def worker_metrics(port: int) -> str:
-    """Our server's `/_worker/metrics` text (every worker process's figures, merged)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_worker/metrics", timeout=5) as r:
+    """Our server's `/_worker/metrics` text (every worker process's figures, merged), read
+    from its admin listener."""
+    admin = _ADMIN_PORTS[port]
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/_worker/metrics", timeout=5) as r:
         text: str = r.read().decode()
     return text
 
 
 def worker_argv(command: str, handler: str, port: int, *flags: str) -> list[str]:
-    """Our server: `python -m worker COMMAND HANDLER --port PORT FLAGS…`."""
-    return [python(), "-m", "worker", command, handler, "--port", str(port), *flags]
+    """Our server: `python -m worker COMMAND HANDLER --port PORT --admin-port P FLAGS…`."""
+    admin = _ADMIN_PORTS[port] = free_port()
+    return [python(), "-m", "worker", command, handler, "--port", str(port),
+            "--admin-port", str(admin), *flags]  # fmt: skip
 
 
 def uvicorn_argv(port: int) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.ports import free_port
+from worker import admin
 from worker import handler as handlers
 from worker.config import Config
 from worker.lanes import Lane, Lanes
@@ -24,6 +25,15 @@ from worker.sources.http import Front
 from worker.telemetry.metrics import Metrics, merge, render
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_scratch_left_behind() -> Iterator[None]:
+    """Tests kill supervisors (SIGKILL leaves their scratch roots): sweep them at the end."""
+    yield
+    from worker import scratch
+
+    scratch.sweep("/tmp")  # where supervisors make them
 
 
 def wait_answering(
@@ -54,12 +64,22 @@ def gone(pid: int) -> bool:
 class InProc:
     """The HTTP front, a pool and one lane on the test's own loop (no fork)."""
 
-    def __init__(self, port: int, front: Front, pool: Pool, lane: Lane, server: asyncio.Server):
+    def __init__(
+        self,
+        port: int,
+        front: Front,
+        pool: Pool,
+        lane: Lane,
+        server: asyncio.Server,
+        operator: asyncio.Server,
+    ):
         self.port = port
         self.front = front
         self.pool = pool
         self.lane = lane
         self.server = server
+        self.operator = operator  # the admin listener (`worker.admin`)
+        self.admin_port = operator.sockets[0].getsockname()[1]
 
 
 @pytest.fixture
@@ -83,13 +103,16 @@ async def inproc(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[InProc
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: front.protocol(front), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        inst = InProc(port, front, pool, lane, server)
+        sock = admin.open_socket("127.0.0.1", free_port())
+        assert sock is not None
+        inst = InProc(port, front, pool, lane, server, await admin.serve(front, sock))
         started.append(inst)
         return inst
 
     yield start
     for inst in started:
         inst.server.close()
+        inst.operator.close()
         for conn in list(inst.front.connections):
             conn.close()
         await inst.pool.drain(0.5)
@@ -102,6 +125,8 @@ class Proc:
         self, args: list[str], env: dict[str, str], log_path: Path, port_flag_first: bool = False
     ) -> None:
         self.port = free_port()
+        # Every environment's admin listener on a port of its own (`_environ` picks it).
+        self.admin_port = int(env.get("WORKER_ADMIN_PORT", "0"))
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         port = ["--port", str(self.port)]
@@ -119,14 +144,18 @@ class Proc:
     def pid(self) -> int:
         return self.proc.pid
 
-    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    def get(self, path: str, timeout: float = 5.0, port: int = 0) -> tuple[int, bytes]:
         try:
             with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.port}{path}", timeout=timeout
+                f"http://127.0.0.1:{port or self.port}{path}", timeout=timeout
             ) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as err:
             return err.code, err.read()
+
+    def admin(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        """GET an operator's endpoint (`/_worker/metrics`…) from the admin listener."""
+        return self.get(path, timeout, port=self.admin_port)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait for the state that proves readiness: /_worker/ready answers 200."""
@@ -158,6 +187,8 @@ def _environ(env: dict[str, str] | None) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("WORKER_", "AWS_"))}
     environ.update(env or {})
     environ["PYTHONPATH"] = str(ROOT)
+    # Not the default 8081: environments started side by side would contend for it.
+    environ.setdefault("WORKER_ADMIN_PORT", str(free_port()))
     return environ
 
 

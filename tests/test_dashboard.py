@@ -44,7 +44,7 @@ async def test_stats_feed_has_every_process(serve) -> None:
     await asyncio.gather(*(invoke(srv.port, {}) for _ in range(20)))
     names: set[str] = set()
     for _ in range(500):  # each process writes its snapshot once a second
-        stats = orjson.loads((await request(srv.port, "GET", "/_worker/stats")).body)
+        stats = orjson.loads((await request(srv.admin_port, "GET", "/_worker/stats")).body)
         names = set(stats["processes"])
         if {"supervisor", "worker-0", "worker-1"} <= names:
             break
@@ -57,7 +57,7 @@ async def test_stats_feed_has_every_process(serve) -> None:
         if k.startswith("worker_invocations_total")
     )
     assert total >= 1
-    page = await request(srv.port, "GET", "/_worker/dashboard")
+    page = await request(srv.admin_port, "GET", "/_worker/dashboard")
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
     assert b"<script" in page.body and b"http" not in page.body.split(b"<script")[1][:200]
 
@@ -74,7 +74,7 @@ async def test_the_dashboard_renders_and_moves_under_load(serve) -> None:
             await asyncio.gather(*(invoke(srv.port, {}) for _ in range(8)))
 
     driver = asyncio.ensure_future(load())
-    url = f"http://127.0.0.1:{srv.port}/_worker/dashboard"
+    url = f"http://127.0.0.1:{srv.admin_port}/_worker/dashboard"
     try:
         dom = await _headless(url, "--dump-dom")
         ARTIFACTS.mkdir(exist_ok=True)

@@ -83,7 +83,7 @@ def steps_ran(env: dict[str, str], step: str) -> int:
 
 
 def shown(srv: Proc, name: str) -> dict[str, Any]:
-    status, body = srv.get(f"/_worker/executions/{name}")
+    status, body = srv.admin(f"/_worker/executions/{name}")
     assert status == 200, body
     result: dict[str, Any] = orjson.loads(body)
     return result
@@ -94,7 +94,7 @@ async def until_status(srv: Proc, name: str, *statuses: str, within: float = 10.
     end = time.monotonic() + within
     last: Any = None
     while time.monotonic() < end:
-        status, body = await asyncio.to_thread(srv.get, f"/_worker/executions/{name}")
+        status, body = await asyncio.to_thread(srv.admin, f"/_worker/executions/{name}")
         if status == 200:
             last = orjson.loads(body)
             if last["status"] in statuses:
@@ -253,7 +253,7 @@ async def test_the_cli_and_the_admin_endpoint_show_an_execution(
     assert done["result"]["shipped"] is True
     answer = await invoke(srv.port, {}, {NAME: "shown"})
     assert answer.json() == done["result"]
-    assert srv.get("/_worker/executions/missing")[0] == 404
+    assert srv.admin("/_worker/executions/missing")[0] == 404
     missing = subprocess.run(
         [sys.executable, "-m", "worker", "executions", "show", "missing"],
         cwd=ROOT,

@@ -60,7 +60,7 @@ async def test_embeddings_equal_sentence_transformers(serve, reference) -> None:
     )
     for i, answer in enumerate(answers):
         np.testing.assert_allclose(answer.json()["embedding"], expected[i % len(TEXTS)], atol=1e-5)  # type: ignore[index]
-    text = srv.get("/_worker/metrics")[1].decode()
+    text = srv.admin("/_worker/metrics")[1].decode()
     sizes = dict(re.findall(r'^worker_batch_size_(sum|count)\{model="minilm"\} (\S+)$', text, re.M))
     assert float(sizes["sum"]) / float(sizes["count"]) > 1
 

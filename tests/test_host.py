@@ -98,8 +98,8 @@ async def test_concurrent_requests_are_batched(models) -> None:  # type: ignore[
     assert [a.json()["out"] for a in answers] == [2 * i for i in range(64)]  # type: ignore[index]
     items = 'worker_batch_size_sum{model="double"}'
     # The model host's figures reach /metrics with its next snapshot (once a second).
-    wait_for(lambda: metric(srv.get("/_worker/metrics")[1].decode(), items, 0) == 64, "64 items")
-    text = srv.get("/_worker/metrics")[1].decode()
+    wait_for(lambda: metric(srv.admin("/_worker/metrics")[1].decode(), items, 0) == 64, "64 items")
+    text = srv.admin("/_worker/metrics")[1].decode()
     batches = metric(text, 'worker_batch_size_count{model="double"}')
     # 64 exactly: the warm-up batch ran in the init phase, outside the batcher.
     assert metric(text, items) / batches > 1  # batches larger than one
@@ -124,7 +124,7 @@ async def test_a_full_model_queue_answers_429(models, tmp_path: Path) -> None:  
         await asyncio.sleep(0.01)
     waiting = asyncio.ensure_future(invoke(srv.port, {"x": 2}))
     depth = 'worker_inference_queue_depth{model="narrow"}'
-    while metric(srv.get("/_worker/metrics")[1].decode(), depth, 0) < 1:  # the second waits
+    while metric(srv.admin("/_worker/metrics")[1].decode(), depth, 0) < 1:  # the second waits
         await asyncio.sleep(0.01)
     refused = await invoke(srv.port, {"x": 3})
     assert refused.status == 429

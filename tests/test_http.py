@@ -239,6 +239,58 @@ async def test_malformed_http_is_400(inproc) -> None:
     assert await reader.read() == b""
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"\x00\x01garbage\r\n\r\n",
+        b"GET / HTTP/9.9\r\nhost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + b"".join(b"x-h%d: v\r\n" % i for i in range(200)) + b"\r\n",
+        b"POST / HTTP/1.1\r\ncontent-length: 99999999999\r\n\r\n",
+    ],
+)
+async def test_answers_owed_before_a_bad_request_are_written_before_its_error(
+    inproc, bad: bytes
+) -> None:
+    srv = await inproc("tests.apps.basic.echo")
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    # One read: two valid invokes (one on the fast path, one behind it), then the bad one.
+    writer.write(encode("POST", INVOKE, b'{"n": 1}') + encode("POST", INVOKE, b'{"n": 2}') + bad)
+    assert (await read_answer(reader)).json() == {"n": 1}
+    assert (await read_answer(reader)).json() == {"n": 2}
+    error = await read_answer(reader)
+    assert error.status in (400, 413, 431, 505) and error.headers["connection"] == "close"
+    assert await reader.read() == b""  # and then the close
+
+
+async def test_an_http_version_other_than_1_0_or_1_1_is_505(inproc) -> None:
+    srv = await inproc("tests.apps.basic.echo")
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(b"GET / HTTP/2.0\r\nhost: x\r\n\r\n")
+    ans = await read_answer(reader)
+    assert ans.status == 505 and ans.json()["errorType"] == "HTTPVersionNotSupported"  # type: ignore[index]
+    assert await reader.read() == b""
+
+
+async def test_an_absolute_form_target_reaches_the_handler_as_its_path(inproc) -> None:
+    srv = await inproc("tests.apps.basic.proxy_response")
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(b"GET http://example.com:8080/bare?x=1 HTTP/1.1\r\nhost: example.com\r\n\r\n")
+    assert (await read_answer(reader)).json() == {"path": "/bare"}
+    writer.write(b"GET http://example.com HTTP/1.1\r\nhost: example.com\r\n\r\n")
+    ans = await read_answer(reader)
+    assert ans.status == 200
+    writer.close()
+
+
+def test_origin_form_of_absolute_targets() -> None:
+    from worker.sources.http import _origin_form
+
+    assert _origin_form(b"http://h/x/y?q=1") == b"/x/y?q=1"
+    assert _origin_form(b"https://h:443") == b"/"
+    assert _origin_form(b"http://h?q=1") == b"/?q=1"
+    assert _origin_form(b"*") == b"*"
+
+
 async def test_slow_headers_get_408_and_are_cut(inproc) -> None:
     srv = await inproc("tests.apps.basic.echo", header_timeout=0.2)
     reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
@@ -257,7 +309,7 @@ async def test_health_ready_and_metrics(inproc) -> None:
     assert (await request(srv.port, "GET", "/_worker/health")).status == 200
     assert (await request(srv.port, "GET", "/_worker/ready")).status == 200
     await invoke(srv.port)
-    text = (await request(srv.port, "GET", "/_worker/metrics")).body.decode()
+    text = (await request(srv.admin_port, "GET", "/_worker/metrics")).body.decode()
     assert 'worker_invocations_total{lane="default"} 1' in text
     assert 'worker_errors_total{lane="default",type="ValueError"} 1' in text
     assert 'worker_invocation_duration_seconds_count{lane="default"} 1' in text

@@ -81,7 +81,7 @@ async def test_a_dead_model_host_fails_its_requests_and_is_replaced(serve, tmp_p
             break
         assert answer.json()["errorType"] == "Runtime.ModelHostUnavailable"  # type: ignore[index]
         await asyncio.sleep(0.05)
-    text = srv.get("/_worker/metrics")[1].decode()
+    text = srv.admin("/_worker/metrics")[1].decode()
     assert metric(text, 'worker_restarts_total{process="model-host"}') == 1
     assert metric(text, "worker_restarts_total", 0) == 0  # no worker died, only the host
     assert gone(host)
@@ -91,7 +91,7 @@ async def test_sigterm_lets_requests_waiting_on_the_host_finish(serve, tmp_path:
     srv, host, gate, first = await held_in_the_host(serve, tmp_path)
     second = asyncio.ensure_future(invoke(srv.port, {"x": 2}))  # queued behind it
     depth = 'worker_inference_queue_depth{model="narrow"}'
-    while metric(srv.get("/_worker/metrics")[1].decode(), depth, 0) < 1:
+    while metric(srv.admin("/_worker/metrics")[1].decode(), depth, 0) < 1:
         await asyncio.sleep(0.01)
     srv.proc.send_signal(signal.SIGTERM)
     while True:  # draining: the listening socket is closed
@@ -121,7 +121,7 @@ async def test_a_request_past_its_deadline_never_reaches_the_hosted_model(
     gate.touch()
     await first
     expired = 'worker_inference_expired_total{model="narrow"}'
-    wait_for(lambda: metric(srv.get("/_worker/metrics")[1].decode(), expired, 0) == 1, "drop")
+    wait_for(lambda: metric(srv.admin("/_worker/metrics")[1].decode(), expired, 0) == 1, "drop")
     assert Path(f"{gate}.entered").read_text().split() == ["1"]  # only the first ran
 
 

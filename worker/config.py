@@ -16,6 +16,8 @@ SLOTS_PER_CORE = 16
 
 #: Lambda's synchronous payload limit: 6 MiB, plus the 100 bytes the Runtime API allows.
 DEFAULT_MAX_PAYLOAD = 6 * 1024 * 1024 + 100
+#: Counts whose default (0: sized from the machine) cannot be asked for by writing 0.
+COUNTS = ("processes", "concurrency", "queue_size")
 
 
 def cores() -> int:
@@ -39,6 +41,18 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     "host": Setting(env="WORKER_HOST", flag="--host", parse=str, help="bind address"),
     "port": Setting(env="WORKER_PORT", flag="--port", parse=int, help="listening port"),
+    "admin_host": Setting(
+        env="WORKER_ADMIN_HOST",
+        flag="--admin-host",
+        parse=str,
+        help="bind address of the admin listener (metrics, stats, dashboard)",
+    ),
+    "admin_port": Setting(
+        env="WORKER_ADMIN_PORT",
+        flag="--admin-port",
+        parse=int,
+        help="port of the admin listener; 0 turns it off",
+    ),
     "processes": Setting(
         env="WORKER_PROCESSES", flag="--workers", parse=int, help="worker processes"
     ),
@@ -323,6 +337,9 @@ class Config:
     mode: Mode = "serve"
     host: str = "127.0.0.1"
     port: int = 8080
+    # The operator's endpoints, off the service port (`worker.admin`).
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8081
     processes: int = 0  # 0: one per core
     concurrency: int = 0  # 0: 16 per core (1 in plain Lambda mode)
     queue_size: int = 0  # 0: 2 x concurrency
@@ -415,6 +432,11 @@ class Config:
         if env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "").isdigit():
             values["memory_mb"] = int(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"])
         values.update({k: v for k, v in overrides.items() if v is not None})
+        for name in COUNTS:
+            if values.get(name) == 0:
+                # 0 is how the defaults are kept (sized from the cores, or the slots); a
+                # user who writes 0 means something else, so it is refused, not ignored.
+                raise ValueError(f"{name} must be >= 1 (leave it unset for the default), got 0")
         if "invoke_mode" in values:
             values["invoke_mode"] = str(values["invoke_mode"]).strip().upper()
         if "log_format" in values:
@@ -425,6 +447,9 @@ class Config:
         return config
 
     def validate(self) -> None:
+        for name in ("port", "admin_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ValueError(f"{name} must be 0-65535, got {getattr(self, name)}")
         if self.routes:
             from worker.profiles import parse_overrides
 

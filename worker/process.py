@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 import uvloop
 
-from worker import aws, jobs, scratch
+from worker import admin, aws, jobs, scratch
 from worker.config import Config
 from worker.durable import service as durable_service
 from worker.errors import LambdaError
@@ -58,11 +58,13 @@ class WorkerProcess:
         handler: Handler,
         sock: socket.socket | None,
         root: str,
+        admin_sock: socket.socket | None = None,
     ) -> None:
         self.index = index
         self.config = config
         self.handler = handler
         self.sock = sock
+        self.admin_sock = admin_sock
         self.root = root
         self.name = f"worker-{index}"
         self.store = SnapshotStore(os.path.join(root, "metrics"))
@@ -262,6 +264,8 @@ class WorkerProcess:
         )
         protocol = front.protocol  # a web app's connections read HttpRequests (`Front`)
         server = await loop.create_server(lambda: protocol(front), sock=self.sock, backlog=2048)
+        # The operator's endpoints: their own listener, closed with the service's.
+        operator = await admin.serve(front, self.admin_sock) if self.admin_sock else None
         self.metrics.gauge("worker_open_connections", (), lambda: len(front.connections))
         self.metrics.gauge("worker_connections_refused", (), lambda: front.refused_connections)
         ticker = asyncio.ensure_future(self._tick(front))
@@ -272,6 +276,7 @@ class WorkerProcess:
             # answer, so no caller sees an error.
             front.recycling = True
             server.close()
+            admin.stop(operator)
             front.close_idle(used_only=True)
             waits = 0 if self.recycle == "stuck_threads" else int(self.config.grace / 0.01)
             for _ in range(waits):
@@ -284,6 +289,7 @@ class WorkerProcess:
         # `connection: close`), let everything accepted finish within the grace period.
         front.draining = True
         server.close()
+        admin.stop(operator)
         front.close_idle()
         grace = 0.1 if self.recycle == "stuck_threads" else max(0.1, self.config.grace - 0.5)
         finished = await pool.drain(grace)
@@ -395,6 +401,7 @@ def run(
     sock: socket.socket | None,
     root: str,
     supervisor: int = 0,
+    admin_sock: socket.socket | None = None,
 ) -> int:
     """Body of a forked worker process; returns its exit code."""
     # On LMI this worker's stdout and stderr become streams of their own, before it writes
@@ -411,7 +418,9 @@ def run(
     jobs.reseed()
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    worker = WorkerProcess(index=index, config=config, handler=handler, sock=sock, root=root)
+    worker = WorkerProcess(
+        index=index, config=config, handler=handler, sock=sock, root=root, admin_sock=admin_sock
+    )
     try:
         return loop.run_until_complete(worker.main())
     except Exception:

@@ -19,6 +19,14 @@ class Listeners:
     def __init__(self, sockets: list[socket.socket]) -> None:
         self.sockets = sockets
         self.port = int(sockets[0].getsockname()[1]) if sockets else 0
+        #: The admin listener's one socket, shared by every worker (`worker.admin`).
+        self.admin: socket.socket | None = None
+
+    @property
+    def descriptors(self) -> tuple[int, ...]:
+        """Every listening descriptor open here (a child that serves none closes them)."""
+        extra = [self.admin] if self.admin is not None else []
+        return tuple(s.fileno() for s in [*self.sockets, *extra])
 
     @classmethod
     def open(cls, host: str, port: int, count: int, backlog: int = 2048) -> Listeners:
@@ -71,6 +79,6 @@ class Listeners:
         del self.sockets[max(1, count) :]
 
     def close(self) -> None:
-        for sock in self.sockets:
+        for sock in [*self.sockets, *([self.admin] if self.admin is not None else [])]:
             with contextlib.suppress(OSError):
                 sock.close()

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 
-from worker import environment, process, scratch, syncloop
+from worker import admin, environment, process, scratch, syncloop
 from worker import handler as handlers
 from worker.config import Config
 from worker.errors import LambdaError
@@ -78,6 +78,19 @@ class Supervisor:
         except OSError as exc:
             log.error("cannot listen on %s:%s: %s", cfg.host, cfg.port, exc)
             return 1
+        if count:
+            try:
+                listeners.admin = admin.open_socket(cfg.admin_host, cfg.admin_port)
+            except OSError as exc:
+                listeners.close()
+                log.error(
+                    "cannot listen on %s:%s for the admin endpoints: %s (WORKER_ADMIN_PORT=0 "
+                    "turns them off)",
+                    cfg.admin_host,
+                    cfg.admin_port,
+                    exc,
+                )
+                return 1
         self.root = scratch.make_root()
         self.store = SnapshotStore(os.path.join(self.root, "metrics"))
         # SIGTERM during init: leave cleanly (the finally below removes the scratch root).
@@ -133,7 +146,7 @@ class Supervisor:
 
     def _start_model_host(self) -> None:
         # Looked up at each start: the listening sockets open now (closed on a drain).
-        inherited = tuple(s.fileno() for s in self.listeners.sockets) if self.listeners else ()
+        inherited = self.listeners.descriptors if self.listeners else ()
         self.model_host = ModelHost.start(
             self.hosted, self.root, self.config.model_threads, inherited
         )
@@ -221,6 +234,7 @@ class Supervisor:
                     config=self.config,
                     handler=handler,
                     sock=listeners.keep_only(index) if listeners.sockets else None,
+                    admin_sock=listeners.admin,
                     root=self.root,
                     supervisor=supervisor,
                 )

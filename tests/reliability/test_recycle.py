@@ -34,7 +34,7 @@ async def test_recycled_after_max_invocations_without_a_failed_request(serve) ->
     answers = await _load(srv.port, 240, 8)
     pids = {a["pid"] for a in answers}
     assert len(pids) >= 4  # 240 invocations, a fresh worker every 50
-    assert _metric(srv.get("/_worker/metrics")[1].decode(), "worker_recycles_total") >= 3
+    assert _metric(srv.admin("/_worker/metrics")[1].decode(), "worker_recycles_total") >= 3
     assert "worker died" not in srv.logs()  # recycled, not crashed
 
 

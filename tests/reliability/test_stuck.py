@@ -25,7 +25,7 @@ async def test_a_worker_with_every_thread_stuck_is_replaced(serve) -> None:
     answer = await invoke(srv.port, {"seconds": 0})  # the new worker has free slots
     assert answer.json() == {"slept": 0}
     assert '"reason":"stuck_threads"' in srv.logs()
-    metrics = srv.get("/_worker/metrics")[1].decode()
+    metrics = srv.admin("/_worker/metrics")[1].decode()
     assert re.search(r"^worker_recycles_total 1", metrics, re.M)
 
 
@@ -39,7 +39,7 @@ async def test_one_hung_thread_leaves_the_other_slots_working(serve) -> None:
     assert srv.children() == [first]
     in_flight = re.search(
         r'^worker_in_flight\{lane="sprinter"\} (\S+)$',
-        srv.get("/_worker/metrics")[1].decode(),
+        srv.admin("/_worker/metrics")[1].decode(),
         re.M,
     )
     assert in_flight is not None and float(in_flight.group(1)) == 1.0  # the hung one, counted

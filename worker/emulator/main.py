@@ -19,6 +19,7 @@ import time
 
 import uvloop
 
+from worker import admin
 from worker.config import Config
 from worker.emulator.feed import Feed
 from worker.emulator.logsink import LogSink
@@ -59,6 +60,14 @@ def runtime_env(config: Config, address: str, concurrency: int | None) -> dict[s
     return env
 
 
+class EmulatorProtocol(HttpProtocol):
+    """The emulator's Invoke front. A local development tool on 127.0.0.1, it answers its
+    own `/_worker/metrics` (what `--feed` has had answered) on the same port."""
+
+    def _internal(self, path: bytes, head: bool, close: bool) -> bool:
+        return super()._internal(path, head, close) or admin.endpoint(self, path, head, close)
+
+
 async def emulate(config: Config, command: list[str], concurrency: int | None) -> int:
     loop = asyncio.get_running_loop()
     arn = f"arn:aws:lambda:{config.region}:000000000000:function:{config.function_name}"
@@ -83,7 +92,9 @@ async def emulate(config: Config, command: list[str], concurrency: int | None) -
             feed.start()
 
     api.on_first_poll = ready
-    front_server = await loop.create_server(lambda: HttpProtocol(front), config.host, config.port)
+    front_server = await loop.create_server(
+        lambda: EmulatorProtocol(front), config.host, config.port
+    )
     port = front_server.sockets[0].getsockname()[1]
     log.info(
         "emulating",

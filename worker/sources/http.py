@@ -32,7 +32,6 @@ from worker.jobs import Job, new_request_id
 from worker.sources import apigw
 from worker.sources.routes import Templates
 from worker.streaming import Headers, ResponseStream
-from worker.telemetry import dashboard
 
 if TYPE_CHECKING:
     from worker.handler import Handler
@@ -443,11 +442,16 @@ class HttpProtocol(asyncio.Protocol):
         if self.idle:
             self.close()
             return
+        self._end_with(408, ("RequestTimeout", "Request not received in time"))
+
+    def _end_with(self, status: int, error: tuple[str, str]) -> None:
+        """Answer `status` and end the connection: the answers owed before it go out first,
+        in order, then this one, then the close; nothing more is read meanwhile."""
         self.ending = True
         if self.transport is not None:
             self.transport.pause_reading()
             self.paused_reading = True
-        self._answer_now(408, error=("RequestTimeout", "Request not received in time"), close=True)
+        self._answer_now(status, error=error, close=True)
 
     def pause_writing(self) -> None:
         # The client reads slowly: stop reading its requests until it catches up.
@@ -472,6 +476,8 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        if self.ending:
+            return  # read before the pause took hold: nothing after the last answer counts
         scan = self.scan
         if scan is not None and not self.parsing:
             # Whole, plain requests are read in one call; the first that is not (cut off,
@@ -505,15 +511,12 @@ class HttpProtocol(asyncio.Protocol):
                 self._refuse(cause)
             else:
                 log.error("request handling failed", exc_info=cause or exc)
-                self._answer_now(500, error=("ServiceException", "Internal error"))
-                self.close()
+                self._end_with(500, ("ServiceException", "Internal error"))
         except httptools.HttpParserError as exc:
-            self._answer_now(400, error=("BadRequest", f"Malformed HTTP request: {exc}"))
-            self.close()
+            self._end_with(400, ("BadRequest", f"Malformed HTTP request: {exc}"))
 
     def _refuse(self, refuse: _Refuse) -> None:
-        self._answer_now(refuse.status, error=(refuse.error_type, str(refuse)))
-        self.close()
+        self._end_with(refuse.status, (refuse.error_type, str(refuse)))
 
     # -- parser callbacks --------------------------------------------------------
 
@@ -540,6 +543,9 @@ class HttpProtocol(asyncio.Protocol):
         headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        version = self.parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise _Refuse(505, "HTTPVersionNotSupported", f"HTTP/{version} is not supported")
         limit = self.config.max_payload
         expect_continue = False
         for name, value in self.headers:
@@ -573,6 +579,8 @@ class HttpProtocol(asyncio.Protocol):
         body = b"".join(self.body) if self.body else b""
         url = self.url
         self.url = b""
+        if url[:1] != b"/":
+            url = _origin_form(url)
         headers = self.headers
         self.headers = []
         self._request(
@@ -613,6 +621,8 @@ class HttpProtocol(asyncio.Protocol):
     # -- endpoints -----------------------------------------------------------------
 
     def _internal(self, path: bytes, head: bool, close: bool) -> bool:
+        """The load balancer's checks, on the service port. The operator's endpoints
+        (metrics, stats, dashboard, executions) have their own listener (`worker.admin`)."""
         front = self.front
         if path == b"/_worker/health":
             body = b'{"status":"ok","pid":%d}' % front.pid
@@ -623,37 +633,9 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 state = b"draining" if front.draining else b"initializing"
                 self._answer_now(503, body=b'{"status":"%s"}' % state, head=head, close=close)
-        elif path == b"/_worker/metrics":
-            text = front.metrics_text().encode()
-            ctype = b"content-type: text/plain; version=0.0.4; charset=utf-8\r\n"
-            self._answer_now(200, body=text, head=head, close=close, ctype=ctype)
-        elif path == b"/_worker/stats" and front.stats_json is not None:
-            self._answer_now(200, body=front.stats_json(), head=head, close=close)
-        elif path == b"/_worker/dashboard":
-            ctype = b"content-type: text/html; charset=utf-8\r\n"
-            self._answer_now(200, body=dashboard.page(), head=head, close=close, ctype=ctype)
-        elif path.startswith(b"/_worker/executions/"):
-            self._execution(unquote(path[20:].decode("utf-8", "replace")), head, close)
         else:
             return False
         return True
-
-    def _execution(self, name: str, head: bool, close: bool) -> None:
-        """A durable execution, read from its store (`worker.durable.admin`): answered
-        when the read is done, in its place in the connection's order."""
-        from worker.durable import admin
-
-        owed = _Exchange(None, None)
-        owed.proto, owed.answer, owed.head, owed.close, owed.data = self, "admin", head, close, None
-        self.pending.append(owed)
-
-        async def read() -> None:
-            status, body = await admin.answer(name)
-            owed.data = self._response(status, body, close, head=head)
-            self._flush()
-
-        self.front.tasks.add(task := asyncio.ensure_future(read()))
-        task.add_done_callback(self.front.tasks.discard)
 
     def _invoke(self, headers: list[tuple[bytes, bytes]], body: bytes, close: bool) -> None:
         # `winding_down` first: a plain attribute, False but while draining or recycling.
@@ -1169,6 +1151,19 @@ def _http10(event: Any) -> bool:
         return bool(event["requestContext"]["http"]["protocol"] == "HTTP/1.0")
     except (KeyError, TypeError):
         return False
+
+
+def _origin_form(url: bytes) -> bytes:
+    """The path and query of an absolute-form target (`http://host/x?y` -> `/x?y`), as a
+    server that is not a proxy reads it (RFC 9112 3.2.2); `*` and the rest are kept."""
+    scheme, sep, rest = url.partition(b"://")
+    if not sep or not scheme.isalpha():
+        return url
+    authority_end = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=-1)
+    if authority_end < 0:
+        return b"/"
+    target = rest[authority_end:]
+    return target if target[:1] == b"/" else b"/" + target
 
 
 def _request_id(request_id: str) -> bytes:
