@@ -23,6 +23,7 @@ from bench.harness import (
     free_port,
     median,
     publish,
+    ratio,
     results_dir,
     server,
     worker_argv,
@@ -149,8 +150,8 @@ def table(summary: dict[str, Any]) -> str:
             b = base.get(phase)
             vs = "baseline"
             if name != BASELINE and b is not None:
-                ratio = s["p99_ms"] / b["p99_ms"]
-                vs = f"**{ratio:.2f}x**" if ratio >= 0.1 else f"**{ratio:.4f}x**"
+                times = ratio(s["p99_ms"], b["p99_ms"])
+                vs = f"**{times:.2f}x**" if times >= 0.1 else f"**{times:.4f}x**"
             lines.append(
                 f"| {name} | {phase} | {s['rps']:,.0f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
                 f"{s['non_2xx']:.0f} | {s['flood_done']:.0f} | {s['flood_429']:.0f} | "

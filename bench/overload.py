@@ -28,6 +28,7 @@ from bench.harness import (
     RESULTS,
     free_port,
     publish,
+    ratio,
     results_dir,
     server,
     tree_rss_mb,
@@ -172,7 +173,7 @@ def run_config(flags: list[str], seconds: float, levels: list[float], out: Path)
     levels_ = summary["levels"]
     low, high = levels_.get("0.5"), levels_.get("3.0")
     if low and high:
-        summary["p99_ratio_3x_vs_half"] = high["accepted_p99_ms"] / low["accepted_p99_ms"]
+        summary["p99_ratio_3x_vs_half"] = ratio(high["accepted_p99_ms"], low["accepted_p99_ms"])
     summary["throttled_p99_max_ms"] = max(
         (v["throttled_p99_ms"] for v in levels_.values() if v["throttled_share"] > 0),
         default=float("nan"),
@@ -246,7 +247,7 @@ def table(summary: dict[str, Any]) -> str:
             f"{v['throttled_share']:.0%} | {v['throttled_p99_ms']:.2f} | {v['unanswered']} | "
             f"{v['rss_first_mb']:.0f} → {v['rss_last_mb']:.0f} ({v['rss_max_mb']:.0f}) | "
             f"{b['accepted_p99_ms']:.1f}, {b['throttled_p99_ms']:.2f} | "
-            f"**{v['accepted_p99_ms'] / b['accepted_p99_ms']:.2f}x** |"
+            f"**{ratio(v['accepted_p99_ms'], b['accepted_p99_ms']):.2f}x** |"
         )
     notes = []
     for name, conf in summary["configs"].items():

@@ -33,7 +33,7 @@ from bench import (
     state,
     web,
 )
-from bench.harness import RESULTS, results_dir
+from bench.harness import RESULTS, ratio, results_dir
 
 #: Each benchmark's share of the run, for the progress lines (rough seconds: quick, full).
 STEPS = {
@@ -388,12 +388,12 @@ def headline(
             f"| {ours['p99_ratio_3x_vs_half']:.2f} "
             f"({high['accepted_p99_ms']:.1f} ÷ {low['accepted_p99_ms']:.1f} ms) "
             f"| {overload.BASELINE} {base['p99_ratio_3x_vs_half']:.2f} "
-            f"| **{ours['p99_ratio_3x_vs_half'] / base['p99_ratio_3x_vs_half']:.2f}x** |"
+            f"| **{ratio(ours['p99_ratio_3x_vs_half'], base['p99_ratio_3x_vs_half']):.2f}x** |"
         )
     p99, base_p99 = ours["throttled_p99_max_ms"], base["throttled_p99_max_ms"]
     rows.append(
         f"| 429 p99 at worst (target ≤ 2 ms) | {p99:.2f} ms | {overload.BASELINE} "
-        f"{base_p99:.2f} ms | **{p99 / base_p99:.2f}x** |"
+        f"{base_p99:.2f} ms | **{ratio(p99, base_p99):.2f}x** |"
     )
     for name, phases in ln["configs"].items():
         alone, flood = phases["alone"]["p99_ms"], phases["with flood"]["p99_ms"]
@@ -401,7 +401,7 @@ def headline(
         note = f" (and {refused:,.0f} sprinters refused with 429)" if refused else ""
         rows.append(
             f"| sprinter p99 under a marathon flood, {name} | {flood:.1f} ms{note} | alone "
-            f"{alone:.1f} ms | **{flood / alone:.2f}x** |"
+            f"{alone:.1f} ms | **{ratio(flood, alone):.2f}x** |"
         )
     for form, ns in cls["headline_median_ns"].items():
         base = statistics.median(
