@@ -102,6 +102,45 @@ async def test_oversize_body_is_413_before_it_is_read(inproc) -> None:
     assert (await read_answer(reader)).status == 413
 
 
+CHUNKED = f"POST {INVOKE} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".encode()
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        [CHUNKED + b"ffffffffffffffff\r\n{"],  # its size line and a byte of it
+        [CHUNKED + b"ffffffffffffffff\r\n"],  # its size line alone
+        [CHUNKED + b"2\r\n{}\r\n801;ext=1\r\n" + b"a" * 10],  # past the limit with the rest
+        [CHUNKED + b"ffff", b"ffffffffffff\r\n"],  # a size line split over two reads
+    ],
+    ids=["with-data", "alone", "extension", "split"],
+)
+async def test_a_chunk_announced_past_the_limit_is_413_at_once(inproc, reads: list[bytes]) -> None:
+    srv = await inproc("tests.apps.basic.echo", max_payload=2048)
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    for data in reads:
+        writer.write(data)
+        await writer.drain()
+        await asyncio.sleep(0.05)  # each its own read on the server
+    # No more bytes are sent: the answer comes from the size line, not the body timeout.
+    ans = await asyncio.wait_for(read_answer(reader), timeout=5)
+    assert ans.status == 413
+    assert ans.json()["errorType"] == "RequestEntityTooLargeException"  # type: ignore[index]
+
+
+async def test_chunks_within_the_limit_pass_whatever_their_data_looks_like(inproc) -> None:
+    srv = await inproc("tests.apps.basic.echo", max_payload=2048)
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    # JSON whose whitespace makes a line shaped like a size line of 1 MiB: only data.
+    body = b"[\r\n100000\r\n]"
+    writer.write(CHUNKED + b"%x\r\n%s" % (len(body), body[:-1]))
+    await writer.drain()
+    await asyncio.sleep(0.05)  # the read ends inside the chunk, after that line
+    writer.write(body[-1:] + b"\r\n0\r\n\r\n")
+    ans = await asyncio.wait_for(read_answer(reader), timeout=5)
+    assert ans.status == 200 and ans.json() == [100000]
+
+
 async def test_full_lane_answers_429_at_once(inproc, tmp_path: Path) -> None:
     srv = await inproc("tests.apps.basic.gate", slots=1, queue=1)
     event = {"dir": str(tmp_path)}
@@ -191,6 +230,40 @@ async def test_pipelined_requests_are_answered_in_order(inproc, tmp_path: Path) 
     writer.write(b"".join(encode("POST", INVOKE, orjson.dumps({"n": i})) for i in range(20)))
     answers = [await read_answer(reader) for _ in range(20)]
     assert [a.json() for a in answers] == [{"n": i} for i in range(20)]
+    writer.close()
+
+
+@pytest.mark.parametrize("count", [100, 1000])
+async def test_one_connections_pipeline_is_flow_controlled_not_refused(inproc, count: int) -> None:
+    # Room for 4 at a time; one client pipelines far more on an otherwise idle server.
+    srv = await inproc("tests.apps.basic.echo", slots=2, queue=2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(b"".join(encode("POST", INVOKE, orjson.dumps({"n": i})) for i in range(count)))
+    answers = [await read_answer(reader) for _ in range(count)]
+    assert [a.status for a in answers] == [200] * count
+    assert [a.json() for a in answers] == [{"n": i} for i in range(count)]
+    writer.close()
+
+
+async def test_a_held_request_is_refused_once_nothing_of_its_connection_runs(
+    inproc, tmp_path: Path
+) -> None:
+    # One slot (busy with `first`) and one queued place.
+    srv = await inproc("tests.apps.basic.gate", slots=1, queue=1)
+    event = orjson.dumps({"dir": str(tmp_path)})
+    first = asyncio.ensure_future(invoke(srv.port, orjson.loads(event)))
+    while not list(tmp_path.glob("started-*")):
+        await asyncio.sleep(0.005)
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    # A's first takes the queue place; its second is held behind it (A's own pipelining).
+    writer.write(encode("POST", INVOKE, event) + encode("POST", INVOKE, event))
+    while srv.lane.depth < 1:
+        await asyncio.sleep(0.005)
+    # Another client finds the environment full: 429 at once, whatever A holds.
+    assert (await invoke(srv.port, orjson.loads(event))).status == 429
+    (tmp_path / "release").touch()
+    assert (await first).status == 200
+    assert [(await read_answer(reader)).status for _ in range(2)] == [200, 200]
     writer.close()
 
 

@@ -368,6 +368,14 @@ class HttpProtocol(asyncio.Protocol):
         self.parsing = False
         self.scan = httphead.scan
         self.streams = 0  # streamed answers started and not yet ended on this connection
+        #: Requests the environment had no room for while this connection's own earlier
+        #: ones held slots: in line, unsubmitted, reading paused until answers drain.
+        self.held: deque[_Exchange] = deque()
+        self._admitting = False
+        #: Chunked bodies: inside a chunk whose size line this read carried, and the body
+        #: bytes seen since that line (`_check_chunk` reads the size back from them).
+        self.chunk_open = False
+        self.chunk_seen = -1
         self._lost: asyncio.Future[None] | None = None  # made when a web app asks
         self._reset()
 
@@ -467,7 +475,9 @@ class HttpProtocol(asyncio.Protocol):
     def _set_reading(self) -> None:
         if self.transport is None or self.ending:
             return  # a connection that timed out is not read again
-        want_pause = self.paused_writing or len(self.pending) >= self.config.max_pipeline
+        want_pause = (
+            self.paused_writing or len(self.pending) >= self.config.max_pipeline or bool(self.held)
+        )
         if want_pause and not self.paused_reading:
             self.paused_reading = True
             self.transport.pause_reading()
@@ -500,7 +510,10 @@ class HttpProtocol(asyncio.Protocol):
             if start:
                 data = data[start:]
         try:
+            self.chunk_seen = -1
             self.parser.feed_data(data)
+            if self.chunk_open and self.chunk_seen >= 0:
+                self._check_chunk(data)
         except _Refuse as refuse:
             self._refuse(refuse)
         except httptools.HttpParserUpgrade:
@@ -563,7 +576,31 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.deadline = time.monotonic() + self.config.body_timeout
 
+    def on_chunk_header(self) -> None:
+        self.chunk_open = True
+        self.chunk_seen = 0
+
+    def on_chunk_complete(self) -> None:
+        self.chunk_open = False
+
+    def _check_chunk(self, data: bytes) -> None:
+        """A read ended inside a chunk whose size line it carried: a size past what the
+        payload limit leaves is refused now (413), not after the body timeout, since the
+        bytes it announces may never come. httptools does not tell a chunk's size; the
+        size line ends where the chunk's bytes seen since it begin."""
+        end = len(data) - self.chunk_seen - 2  # the size line's CRLF
+        line = data[data.rfind(b"\n", 0, end) + 1 : end]
+        try:
+            size = int(line.partition(b";")[0].strip(), 16)
+        except ValueError:
+            return  # a size line split over reads: the body's own limit still holds
+        limit = self.config.max_payload
+        if self.body_len - self.chunk_seen + size > limit:
+            raise _Refuse(413, "RequestEntityTooLargeException", _too_large(limit))
+
     def on_body(self, body: bytes) -> None:
+        if self.chunk_seen >= 0:
+            self.chunk_seen += len(body)
         self.body_len += len(body)
         if self.body_len > self.config.max_payload:
             raise _Refuse(
@@ -698,10 +735,7 @@ class HttpProtocol(asyncio.Protocol):
         )
         if execution is not None:
             job.execution = execution
-        if self._admit(job, answer, False, close) and answer == "event":
-            # Queued: the caller is told at once; the outcome only reaches the logs.
-            job.data = self._response(202, b"", close, _request_id(request_id))
-            self._flush()
+        self._admit(job, answer, False, close)
 
     def _proxy(
         self,
@@ -727,9 +761,14 @@ class HttpProtocol(asyncio.Protocol):
         job = _Exchange(event, None, request_id, len(body), None, "apigw-http", route, trace)
         self._admit(job, "proxy", head, close)
 
-    def _admit(self, job: _Exchange, answer: str, head: bool, close: bool) -> bool:
-        """Give the job its place in the answer order and submit it; a refused one is
-        answered 429 at once (False)."""
+    def _admit(self, job: _Exchange, answer: str, head: bool, close: bool) -> None:
+        """Give the job its place in the answer order and submit it.
+
+        Refused with nothing of this connection's ahead of it, the environment is full:
+        429 at once. Refused behind this connection's own unanswered requests, it is the
+        client's pipelining that fills the lane, not a full environment: the job waits,
+        unsubmitted and in its place, reading pauses, and it is submitted again as the
+        answers ahead of it go out (`_admit_held`)."""
         job.proto = self
         job.answer = answer
         job.head = head
@@ -737,12 +776,51 @@ class HttpProtocol(asyncio.Protocol):
         job.data = None
         # In line before submitting: a source may answer at once (an emulator whose runtime
         # failed its init does), and the answer must find its place.
-        self.pending.append(job)
-        if self.front.submit(job):
-            return True
-        self.pending.pop()
-        self._throttle(head=head, close=close)
-        return False
+        pending = self.pending
+        pending.append(job)
+        held = self.held
+        if not held:
+            if self.front.submit(job):
+                if answer == "event":
+                    self._queued(job)
+                return
+            if len(pending) == 1:
+                pending.pop()
+                self._throttle(head=head, close=close)
+                return
+        held.append(job)
+        self._set_reading()
+
+    def _queued(self, job: _Exchange) -> None:
+        """An `Event` invocation was accepted: the caller is told at once (202); the
+        outcome only reaches the logs."""
+        job.data = self._response(202, b"", job.close, _request_id(job.request_id))
+        self._flush()
+
+    def _admit_held(self) -> None:
+        """Submit held requests, in order, while the environment takes them; one that
+        reaches the head of the line and is still refused gets its 429 there."""
+        held, submit = self.held, self.front.submit
+        self._admitting = True
+        try:
+            while held and self.transport is not None:
+                job = held[0]
+                if submit(job):
+                    held.popleft()
+                    if job.answer == "event":
+                        self._queued(job)
+                    continue
+                if self.pending[0] is not job:
+                    return  # this connection's earlier requests still run: wait for them
+                held.popleft()
+                error_type, message = _throttled()
+                body = orjson.dumps({"errorType": error_type, "errorMessage": message})
+                extra = b"retry-after: 1\r\n"
+                job.data = self._response(429, body, job.close, extra=extra, head=job.head)
+                self._flush()
+        finally:
+            self._admitting = False
+        self._set_reading()
 
     # -- answers -------------------------------------------------------------------
 
@@ -1074,6 +1152,8 @@ class HttpProtocol(asyncio.Protocol):
             transport.write(exchange.data)  # type: ignore[arg-type]
             if exchange.close:
                 self.close()
+        if self.held and not self._admitting:
+            self._admit_held()
         if not pending:
             if self.transport is not None:
                 if self.paused_reading:
