@@ -23,6 +23,7 @@ from worker.errors import LambdaError
 from worker.handler import Handler
 from worker.inference import host as inference
 from worker.inference import modelhost
+from worker.inflight import Inflight
 from worker.initphase import init_failed
 from worker.lanes import Lane, Lanes
 from worker.pool import Pool
@@ -59,8 +60,10 @@ class WorkerProcess:
         sock: socket.socket | None,
         root: str,
         admin_sock: socket.socket | None = None,
+        inflight: Inflight | None = None,
     ) -> None:
         self.index = index
+        self.inflight = inflight
         self.config = config
         self.handler = handler
         self.sock = sock
@@ -309,6 +312,7 @@ class WorkerProcess:
             pipeline=bool(self.config.runtime_api_pipeline),
             streams=self.config.invoke_mode == "RESPONSE_STREAM",
             stream_limit=self.config.max_streamed_response,
+            inflight=self.inflight,
         )
         polling = asyncio.ensure_future(source.run())
         ticker = asyncio.ensure_future(self._tick(None))
@@ -402,6 +406,7 @@ def run(
     root: str,
     supervisor: int = 0,
     admin_sock: socket.socket | None = None,
+    inflight: Inflight | None = None,
 ) -> int:
     """Body of a forked worker process; returns its exit code."""
     # On LMI this worker's stdout and stderr become streams of their own, before it writes
@@ -419,7 +424,13 @@ def run(
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     worker = WorkerProcess(
-        index=index, config=config, handler=handler, sock=sock, root=root, admin_sock=admin_sock
+        index=index,
+        config=config,
+        handler=handler,
+        sock=sock,
+        root=root,
+        admin_sock=admin_sock,
+        inflight=inflight,
     )
     try:
         return loop.run_until_complete(worker.main())

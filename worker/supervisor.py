@@ -22,6 +22,7 @@ from worker.errors import LambdaError
 from worker.handler import Handler
 from worker.inference import registry
 from worker.inference.modelhost import ModelHost
+from worker.inflight import Inflight, post_exit_errors
 from worker.initphase import InitResponder, init_failed, run_init
 from worker.sockets import Listeners
 from worker.sources.runtime_api import EXIT_API_GONE
@@ -58,6 +59,8 @@ class Supervisor:
         self.model_host: ModelHost | None = None
         self.hosted: list[registry.ModelSpec] = []
         self.listeners: Listeners | None = None
+        #: Lambda mode: each worker's invocations in flight, by pid (`worker.inflight`).
+        self.inflight: dict[int, Inflight] = {}
 
     def run(self) -> int:
         cfg = self.config
@@ -223,6 +226,8 @@ class Supervisor:
         sys.stdout.flush()
         sys.stderr.flush()
         supervisor = os.getpid()
+        lambda_mode = self.config.mode == "lambda"
+        inflight = Inflight(self.config.slots_for(index)) if lambda_mode else None
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
@@ -237,10 +242,13 @@ class Supervisor:
                     admin_sock=listeners.admin,
                     root=self.root,
                     supervisor=supervisor,
+                    inflight=inflight,
                 )
             finally:
                 os._exit(code)
         self.workers[pid] = (index, time.monotonic())
+        if inflight is not None:
+            self.inflight[pid] = inflight
         self._record()
 
     def _reap(self) -> list[tuple[float, int]]:
@@ -268,6 +276,7 @@ class Supervisor:
                 continue
             index, started = self.workers.pop(pid)
             scratch.remove(scratch.worker_dir(self.root, pid))
+            self._answer_orphans(pid, index, status)
             if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_API_GONE:
                 # Replacing the worker would not bring the Runtime API back: end it all.
                 self.api_gone = True
@@ -311,6 +320,35 @@ class Supervisor:
             plans.append((time.monotonic() + delay, index))
         self._record()
         return plans
+
+    def _answer_orphans(self, pid: int, index: int, status: int) -> None:
+        """Account for the invocations a dead worker held. In Lambda mode each is answered
+        `Runtime.ExitError`, as Lambda answers them when a runtime exits, instead of waiting
+        out its deadline. In `serve` the kernel closed the worker's connections as it died
+        (their callers see the connection end); the count comes from its last metrics
+        snapshot, at most a tick old."""
+        table = self.inflight.pop(pid, None)
+        if table is not None:
+            ids = table.held()
+            table.close()
+            lost = float(len(ids))
+        else:
+            ids = []
+            snap = self.store.read(f"worker-{index}") or {}
+            gauges = snap.get("gauges", {})
+            lost = sum(v for k, v in gauges.items() if k.startswith("worker_in_flight|"))
+        if not lost:
+            return
+        self.metrics.inc("worker_invocations_lost_total", (), lost)
+        fields: dict[str, object] = {"pid": pid, "invocations": int(lost)}
+        if ids:
+            how = (
+                f"signal: {signal.Signals(os.WTERMSIG(status)).name.removeprefix('SIG').lower()}"
+                if os.WIFSIGNALED(status)
+                else f"exit status {os.waitstatus_to_exitcode(status)}"
+            )
+            fields["posted"] = post_exit_errors(self.config.runtime_api, ids, how)
+        log.error("a worker died holding invocations", extra={"fields": fields})
 
     def _record(self) -> None:
         snap = self.metrics.snapshot()

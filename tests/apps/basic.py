@@ -148,6 +148,14 @@ async def gate(event: Any, context: Any) -> Any:
     return {"done": context.aws_request_id}
 
 
+async def gate_or_exit(event: Any, context: Any) -> Any:
+    """`gate`; `{"exit": N}` ends the whole worker process at once (`os._exit`), with the
+    other invocations it holds."""
+    if "exit" in event:
+        os._exit(event["exit"])
+    return await gate(event, context)
+
+
 def sync_gate(event: Any, context: Any) -> Any:
     with open(os.path.join(event["dir"], f"started-{context.aws_request_id}"), "w"):
         pass

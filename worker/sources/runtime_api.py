@@ -27,6 +27,7 @@ from worker.sources.http_client import ClientConnection, HttpClientError, Respon
 from worker.streaming import ResponseStream
 
 if TYPE_CHECKING:
+    from worker.inflight import Inflight
     from worker.sources.stream_post import StreamPost
 
 log = logging.getLogger("worker.lambda")
@@ -127,8 +128,11 @@ class RuntimeApiSource:
         pipeline: bool = True,
         streams: bool = False,
         stream_limit: int = Config.max_streamed_response,
+        inflight: Inflight | None = None,
     ) -> None:
         self.host, self.port = parse_address(address)
+        #: Where each poller's invocation is written for the supervisor (`worker.inflight`).
+        self.inflight = inflight
         self.submit = submit
         self.slots = slots
         self.attempts = attempts
@@ -149,7 +153,7 @@ class RuntimeApiSource:
         """Poll until `stop()` (returns 0) or until the Runtime API is gone."""
         # Kept: on Python 3.11 every get_running_loop() is a getpid() system call.
         self._loop = asyncio.get_running_loop()
-        self._pollers = [asyncio.ensure_future(self._poller()) for _ in range(self.slots)]
+        self._pollers = [asyncio.ensure_future(self._poller(i)) for i in range(self.slots)]
         await asyncio.gather(*self._pollers, return_exceptions=True)
         return EXIT_API_GONE if self.gone else 0
 
@@ -165,7 +169,7 @@ class RuntimeApiSource:
             for task in list(self._polling):
                 task.cancel()
 
-    async def _poller(self) -> None:
+    async def _poller(self, index: int) -> None:
         conn: ClientConnection | None = None
         # The `/next` already written behind the last answer (pipelined), if any.
         pending: asyncio.Future[Response] | None = None
@@ -210,9 +214,16 @@ class RuntimeApiSource:
                     continue
                 self.failures = 0
                 assert conn is not None
+                inflight = self.inflight
+                if inflight is not None:
+                    inflight.hold(index, resp.headers.get(b"lambda-runtime-aws-request-id", b""))
                 try:
                     conn, pending = await self._invoke(conn, resp)
+                    if inflight is not None:
+                        inflight.release(index)
                 except Exception as exc:  # a poller must not end quietly: count and go on
+                    if inflight is not None:
+                        inflight.release(index)
                     log.exception("handling an invocation from the Runtime API failed")
                     conn = None
                     if not await self._failed(exc):

@@ -46,6 +46,10 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "worker_queue_depth": ("gauge", "Invocations waiting for a slot, by lane."),
     "worker_invocation_duration_seconds": ("histogram", "Handler time per invocation."),
     "worker_restarts_total": ("counter", "Worker processes replaced after they died."),
+    "worker_invocations_lost_total": (
+        "counter",
+        "Invocations a worker process held when it died (Runtime.ExitError in Lambda mode).",
+    ),
     "worker_recycles_total": (
         "counter",
         "Worker processes replaced after reaching WORKER_MAX_INVOCATIONS or WORKER_MAX_RSS_MB.",
