@@ -111,3 +111,15 @@ def test_the_typical_time_follows_the_lane_and_unset_share_means_count_only() ->
         lanes.observe(j, 30.0)
     assert 10.0 < lane.typical < 20.0  # a count-only lane keeps no typical time
     assert timed.typical == 30.0  # the job's own lane learns its duration
+
+
+async def test_expire_takes_the_queued_jobs_that_waited_their_timeout_oldest_first() -> None:
+    lane = Lane("sprinter", slots=1, queue_size=4)
+    jobs = [job(n) for n in range(3)]
+    for j in jobs:
+        assert lane.offer(j)  # no idle slot: all three queue
+    assert lane.expire(3600.0) == []  # none has waited that long
+    jobs[0].queued_at -= 10.0
+    jobs[1].queued_at -= 10.0
+    assert lane.expire(5.0) == jobs[:2]
+    assert lane.depth == 1 and lane.next() is jobs[2]

@@ -22,23 +22,59 @@ from worker.profiles import MARATHON, SPRINTER, Profiles
 from worker.telemetry.metrics import Metrics
 
 
-async def test_a_timed_out_sync_handler_keeps_its_slot_until_the_thread_returns(
+async def test_a_timed_out_sync_handlers_slot_goes_on_with_a_spare_thread(
     inproc, tmp_path: Path
 ) -> None:
     srv = await inproc("tests.apps.basic.sync_gate", slots=1, queue=4, timeout=0.2)
-    event = {"dir": str(tmp_path)}
-    first = await invoke(srv.port, event)
+    hung = {"dir": str(tmp_path / "hung")}
+    (tmp_path / "hung").mkdir()
+    first = await invoke(srv.port, hung)
     assert first.json()["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
-    # Answered, but the thread still blocks on the gate: the slot is still busy.
-    assert srv.lane.in_flight == 1
-    second = asyncio.ensure_future(invoke(srv.port, event))
-    while srv.lane.depth < 1:
+    # Answered; its thread still blocks on the gate, but the slot went on with a spare.
+    assert srv.pool.hung == 1 and srv.lane.in_flight == 0
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open" / "release").touch()
+    second = await invoke(srv.port, {"dir": str(tmp_path / "open")})
+    assert second.status == 200 and "done" in second.json()  # type: ignore[operator]
+    assert srv.pool.hung == 1  # the first thread still hangs
+    (tmp_path / "hung" / "release").touch()
+    while srv.pool.hung:
         await asyncio.sleep(0.005)
-    assert srv.lane.in_flight == 1  # the waiting job did not get a slot
+
+
+async def test_past_the_spare_threads_the_slot_waits_and_the_process_is_told(
+    inproc, tmp_path: Path
+) -> None:
+    srv = await inproc("tests.apps.basic.sync_gate", slots=1, queue=4, timeout=0.2)
+    told: list[str] = []
+    srv.pool.when_stuck(told.append)
+    event = {"dir": str(tmp_path)}
+    assert (await invoke(srv.port, event)).json()["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
+    assert told == ["hung_threads"]  # its one spare is taken: recycle after a drain
+    assert (await invoke(srv.port, event)).json()["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
+    # No spare left: this slot waits on its thread, and the process cannot go on.
+    assert told == ["hung_threads", "stuck_threads"] and srv.lane.in_flight == 1
     (tmp_path / "release").touch()
-    assert (await second).status == 200
-    while srv.lane.in_flight:
+    while srv.lane.in_flight or srv.pool.hung:
         await asyncio.sleep(0.005)
+
+
+async def test_a_queued_call_is_answered_at_its_deadline_while_the_slot_stays_busy(
+    inproc, tmp_path: Path
+) -> None:
+    srv = await inproc("tests.apps.basic.stubborn_gate", slots=1, queue=2, timeout=0.3)
+    event = {"dir": str(tmp_path)}
+    running = asyncio.ensure_future(invoke(srv.port, event))
+    while not list(tmp_path.glob("started-*")):
+        await asyncio.sleep(0.005)
+    queued = await invoke(srv.port, event)
+    body = queued.json()
+    assert body["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
+    assert body["errorMessage"] == "Task timed out after 0.30 seconds waiting for a free slot"  # type: ignore[index]
+    assert not running.done()  # the slot is still held: the queue's own deadline answered
+    assert len(list(tmp_path.glob("started-*"))) == 1  # the expired call never ran
+    (tmp_path / "release").touch()
+    assert (await running).json()["errorType"] == "Sandbox.Timedout"  # type: ignore[index]
 
 
 async def test_drain_answers_queued_jobs_that_cannot_run(inproc, tmp_path: Path) -> None:

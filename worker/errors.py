@@ -148,6 +148,13 @@ def timed_out(seconds: float) -> LambdaError:
     return LambdaError(TIMED_OUT, f"Task timed out after {seconds:.2f} seconds")
 
 
+def queue_timed_out(seconds: float) -> LambdaError:
+    """A queued invocation whose whole timeout passed before a slot was free."""
+    return LambdaError(
+        TIMED_OUT, f"Task timed out after {seconds:.2f} seconds waiting for a free slot"
+    )
+
+
 def response_too_large(size: int, limit: int = DEFAULT_MAX_PAYLOAD) -> LambdaError:
     """A result over the synchronous payload limit (the Runtime API's, unless the Invoke
     front was configured with another), in the platform's words."""

@@ -60,6 +60,8 @@ class Job:
     cost 0.3 µs more per call.
     """
 
+    queued_at: float  # monotonic seconds
+
     __slots__ = (
         "client_context",
         "deadline",
@@ -69,6 +71,7 @@ class Job:
         "kind",
         "lane",
         "on_reply",
+        "queued_at",  # set only when it waits in a lane's queue (`Lane.offer`)
         "raw",
         "request_id",
         "route",

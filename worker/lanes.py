@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 
 from worker.jobs import Job
@@ -83,8 +84,20 @@ class Lane:
         ):
             return False  # its predicted wait for a slot is past the time bound
         job.lane = self.name
+        job.queued_at = time.monotonic()  # only here: a job handed to an idle slot never waits
         self._queue.append(job)
         return True
+
+    def expire(self, timeout: float) -> list[Job]:
+        """Take the queued jobs that have waited `timeout` seconds (the oldest are first):
+        a caller is answered at its deadline, never kept waiting past it."""
+        queue = self._queue
+        expired = []
+        if queue:
+            cutoff = time.monotonic() - timeout
+            while queue and queue[0].queued_at <= cutoff:
+                expired.append(queue.popleft())
+        return expired
 
     def _wake(self, job: Job) -> bool:
         """Hand `job` to an idle slot, if there is one."""

@@ -18,7 +18,7 @@ from typing import Any
 from worker import environment, streaming, syncloop, tracing
 from worker.config import Config
 from worker.context import LambdaContext
-from worker.errors import LambdaError, from_exception, timed_out
+from worker.errors import LambdaError, from_exception, queue_timed_out, timed_out
 from worker.handler import Handler, HandlerFn
 from worker.inference import registry
 from worker.jobs import Job
@@ -92,9 +92,11 @@ class Pool:
         self.lanes = lanes
         self.config = config
         self.metrics = metrics
-        self.threads = ThreadPoolExecutor(
-            max_workers=sum(lane.slots for lane in lanes.all), thread_name_prefix="handler"
-        )
+        slots = sum(lane.slots for lane in lanes.all)
+        # A sync handler's thread that outlives its deadline cannot be stopped: its slot
+        # goes on with a spare thread, one per slot at most (`_outlive`).
+        self.spare_threads = slots
+        self.threads = ThreadPoolExecutor(max_workers=2 * slots, thread_name_prefix="handler")
         self.slots: list[Slot] = []
         # A sync handler may run on the loop's thread only where SIGALRM can stop it at its
         # deadline (a thread could not be stopped), and not with models: context.infer() from
@@ -133,7 +135,8 @@ class Pool:
         self._check: Callable[[], None] | None = None
         self._check_every = 1
         self.stuck = 0  # slots waiting on the thread of a timed-out sync handler
-        self._on_stuck: Callable[[], None] | None = None
+        self.hung = 0  # threads of timed-out sync handlers still running, slots gone on
+        self._on_stuck: Callable[[str], None] | None = None
         self._stats = {lane.name: metrics.lane(lane.name) for lane in lanes.all}
         self.function = environment.function(config, worker_tmp)
         for lane in lanes.all:
@@ -160,8 +163,9 @@ class Pool:
         """Call `reached` once this process has answered `invocations` invocations."""
         self._limit, self._on_limit = invocations, reached
 
-    def when_stuck(self, stuck: Callable[[], None]) -> None:
-        """Call `stuck` when every slot is held by a timed-out sync handler's thread."""
+    def when_stuck(self, stuck: Callable[[str], None]) -> None:
+        """Call `stuck(reason)` when the spare threads are all taken by timed-out sync
+        handlers (`hung_threads`), or when every slot is held by one (`stuck_threads`)."""
         self._on_stuck = stuck
 
     def check_every(self, invocations: int, check: Callable[[], None]) -> None:
@@ -206,7 +210,7 @@ class Pool:
         return not pending
 
     async def _watch(self) -> None:
-        slots = self.slots
+        slots, lanes, timeout = self.slots, self.lanes.all, self.config.timeout
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             now = time.time()
@@ -215,6 +219,12 @@ class Pool:
                     slot.expired = True
                     if slot.task is not None:
                         slot.task.cancel()
+            for lane in lanes:
+                for job in lane.expire(timeout):
+                    # Its whole timeout spent waiting for a slot: answered now, as a
+                    # timeout, rather than run for a caller that gave up long ago.
+                    self.metrics.inc("worker_queue_expired_total", (("lane", lane.name),))
+                    job.reply(None, queue_timed_out(timeout))
 
     async def _run_slot(self, slot: Slot) -> None:
         """Run the lane's jobs one at a time until the lane closes.
@@ -325,13 +335,31 @@ class Pool:
         clock: float,
         thread: Future[Any],
     ) -> None:
-        """A sync handler timed out: answer the caller now; the slot stays busy until the
-        handler's thread returns (Python cannot stop a thread)."""
+        """A sync handler timed out: answer the caller now. Python cannot stop its thread:
+        while a spare thread is left, the slot goes on with it and the hung thread is
+        counted until it returns; the last spare taken, the process is recycled (drained,
+        then replaced). Past that the slot waits for the thread."""
         self._answer(job, slot, None, None, error, clock)
+        if self.hung < self.spare_threads:
+            self.hung += 1
+            slot.lane.in_flight -= 1
+            self.metrics.inc("worker_hung_threads_total")
+            log.warning(
+                "a sync handler's thread outlived its deadline: its slot goes on",
+                extra={"fields": {"requestId": job.request_id, "hung": self.hung}},
+            )
+            loop = self._loop
+            assert loop is not None
+            thread.add_done_callback(
+                lambda done: loop.call_soon_threadsafe(self._returned, ctx, done)
+            )
+            if self.hung >= self.spare_threads and self._on_stuck is not None:
+                self._on_stuck("hung_threads")
+            return
         self.stuck += 1
         if self.stuck >= len(self.slots) and self._on_stuck is not None:
             # Every slot waits on a hung thread: this process can do nothing more.
-            self._on_stuck()
+            self._on_stuck("stuck_threads")
         try:
             await asyncio.wrap_future(thread)
         except asyncio.CancelledError:
@@ -342,6 +370,13 @@ class Pool:
             self.stuck -= 1
             ctx.close()
             slot.lane.in_flight -= 1
+
+    def _returned(self, ctx: LambdaContext, done: Future[Any]) -> None:
+        """A hung thread came back: its scratch goes, its spare is free again."""
+        self.hung -= 1
+        ctx.close()
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("a timed-out handler failed after its answer", exc_info=done.exception())
 
     def _run_inline(
         self, fn: HandlerFn, job: Job, ctx: LambdaContext, deadline: float, record: Placement | None

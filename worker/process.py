@@ -129,9 +129,10 @@ class WorkerProcess:
         pool.start()
         if self.config.max_invocations:
             pool.limit(self.config.max_invocations, lambda: self._recycle("max_invocations"))
-        # Threads cannot be stopped: a process whose every slot waits on a hung sync
-        # handler is replaced (its queued work answered at once, not after the grace).
-        pool.when_stuck(lambda: self._recycle("stuck_threads"))
+        # Threads cannot be stopped: a process whose spare threads are all held by hung
+        # sync handlers is replaced after a drain; one whose every slot waits on one at
+        # once (its queued work answered at once, not after the grace).
+        pool.when_stuck(self._recycle)
         if self.config.max_rss_mb:
             # Read every 8 answers (a few µs each) as well as on every tick: a fast leak
             # must not outrun the check.

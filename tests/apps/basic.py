@@ -156,6 +156,20 @@ async def gate_or_exit(event: Any, context: Any) -> Any:
     return await gate(event, context)
 
 
+async def stubborn_gate(event: Any, context: Any) -> Any:
+    """`gate` that ignores its cancellation until released: holds its slot past the
+    deadline (a handler that swallows every cancellation)."""
+    with open(os.path.join(event["dir"], f"started-{context.aws_request_id}"), "w"):
+        pass
+    release = os.path.join(event["dir"], "release")
+    while not os.path.exists(release):
+        try:
+            await asyncio.sleep(0.005)
+        except asyncio.CancelledError:
+            continue
+    return {"done": context.aws_request_id}
+
+
 def sync_gate(event: Any, context: Any) -> Any:
     with open(os.path.join(event["dir"], f"started-{context.aws_request_id}"), "w"):
         pass

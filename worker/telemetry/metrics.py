@@ -46,6 +46,14 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "worker_queue_depth": ("gauge", "Invocations waiting for a slot, by lane."),
     "worker_invocation_duration_seconds": ("histogram", "Handler time per invocation."),
     "worker_restarts_total": ("counter", "Worker processes replaced after they died."),
+    "worker_queue_expired_total": (
+        "counter",
+        "Queued invocations answered as timed out: their timeout passed before a slot was free.",
+    ),
+    "worker_hung_threads_total": (
+        "counter",
+        "Sync handlers' threads that outlived their deadline (their slots went on).",
+    ),
     "worker_invocations_lost_total": (
         "counter",
         "Invocations a worker process held when it died (Runtime.ExitError in Lambda mode).",
