@@ -19,3 +19,21 @@ async def io_wait(event: Any, context: Any) -> Any:
     """A handler that waits 20 ms on I/O (a database call): capacity = slots / 20 ms."""
     await asyncio.sleep(0.02)
     return {"ok": True}
+
+
+def soak(event: Any, context: Any) -> Any:
+    """The soak's handler (`bench/soak.py`): a sync function that does what the event says,
+    so one server sees every kind of fault; a proxy request is answered plainly."""
+    import os
+    import time
+
+    if "rawPath" in event:
+        return {"statusCode": 200, "body": "ok"}
+    action = event.get("do")
+    if action == "raise":
+        raise ValueError("soak: a handler that raises")
+    if action == "hang":
+        time.sleep(event.get("seconds", 3.0))  # past the deadline: its thread outlives it
+    elif action == "exit":
+        os._exit(1)  # the whole worker process, with what it holds
+    return {"ok": True}

@@ -29,6 +29,7 @@ from bench import (
     overload,
     plots,
     scenarios,
+    soak,
     sqs,
     state,
     web,
@@ -48,6 +49,7 @@ STEPS = {
     "web": (40, 420),
     "state": (40, 200),
     "init_time": (15, 30),
+    "soak": (35, 310),
 }
 
 
@@ -74,6 +76,7 @@ PARTS = (
     "web",
     "state",
     "init_time",
+    "soak",
 )
 #: Where the report is published for readers of the repository (bench/results is not kept).
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
@@ -165,11 +168,15 @@ def run_all(out: Path, quick: bool, started: float) -> dict[str, Any]:
     )
     progress("init_time", quick, started)
     init_summary = init_time.main(["--rounds", "5" if quick else "7", "--out", str(out)])
+    progress("soak", quick, started)
+    soak_args = ["--seconds", "30", "--kill-every", "10"] if quick else []
+    soak_summary = soak.main([*soak_args, "--out", str(out)])
     return dict(
         zip(
             PARTS,
             (summary, lam_summary, cls_summary, inf_summary, sqs_summary, ovl_summary,
-             lanes_summary, scn_summary, web_summary, state_summary, init_summary),
+             lanes_summary, scn_summary, web_summary, state_summary, init_summary,
+             soak_summary),
             strict=True,
         )
     )  # fmt: skip
@@ -179,7 +186,7 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
     """report.md and the plots, from the benchmarks' summaries."""
     summary, lam_summary, cls_summary, inf_summary = (results[n] for n in PARTS[:4])
     sqs_summary, ovl_summary, lanes_summary, scn_summary = (results[n] for n in PARTS[4:8])
-    web_summary, state_summary, init_summary = (results[n] for n in PARTS[8:])
+    web_summary, state_summary, init_summary, soak_summary = (results[n] for n in PARTS[8:])
     lam = importlib.import_module("bench.lambda")
     made = plots.main(["--out", str(out)])
     method = summary["method"]
@@ -306,6 +313,15 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
         "",
         init_time.table(init_summary),
         "",
+        "## Soak: mixed load and faults on one `worker serve`",
+        "",
+        f"Method: {soak_summary['seconds']:.0f} s; clients {soak_summary['method']['clients']} "
+        f"({soak_summary['method']['pipeline']} requests per pipelined write); "
+        f"{soak_summary['method']['faults']}. Baseline: the server's own footprint after "
+        "the warm-up.",
+        "",
+        soak.table(soak_summary),
+        "",
         "## Plots",
         "",
         *(f"![{name}]({name})" for name in made),
@@ -314,6 +330,7 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
         summary, lam_summary, cls_summary, inf_summary, sqs_summary, ovl_summary, lanes_summary
     )
     headline_rows += headline_web_state(web_summary, state_summary, init_summary)
+    headline_rows += soak.headline(soak_summary)
     report[4:4] = ["## Headline: ours vs each baseline, same run", "", headline_rows, ""]
     (out / "report.md").write_text("\n".join(report) + "\n")
 
