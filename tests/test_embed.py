@@ -65,6 +65,17 @@ async def test_embeddings_equal_sentence_transformers(serve, reference) -> None:
     assert float(sizes["sum"]) / float(sizes["count"]) > 1
 
 
+async def test_a_burst_of_twice_the_slots_waits_for_the_next_batch_not_a_429(serve) -> None:
+    srv = serve("handlers.embed.handler", "--workers", "2", "--concurrency", "32")
+    for _ in range(3):  # the lanes learn a typical invocation: a batch's time
+        warm = await asyncio.gather(*(invoke(srv.port, {"text": t}) for t in TEXTS * 8))
+        assert {a.status for a in warm} == {200}
+    burst = await asyncio.gather(
+        *(invoke(srv.port, {"text": TEXTS[i % len(TEXTS)]}) for i in range(64))
+    )
+    assert [a.status for a in burst] == [200] * 64
+
+
 @pytest.fixture
 def embed(monkeypatch: pytest.MonkeyPatch) -> Any:
     """handlers.embed imported here with its model registered in a registry of its own:

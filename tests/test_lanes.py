@@ -123,3 +123,33 @@ async def test_expire_takes_the_queued_jobs_that_waited_their_timeout_oldest_fir
     jobs[1].queued_at -= 10.0
     assert lane.expire(5.0) == jobs[:2]
     assert lane.depth == 1 and lane.next() is jobs[2]
+
+
+async def test_the_marathon_lane_borrows_idle_sprinter_slots_beyond_the_reserve() -> None:
+    sprinter = Lane("sprinter", slots=4, queue_size=4)
+    marathon = Lane("marathon", slots=1, queue_size=0)
+    marathon.lender, sprinter.reserve = sprinter, 1
+    own = marathon.take()  # the marathon lane's one slot, idle
+    idle = [sprinter.take() for _ in range(4)]  # four idle sprinter slots
+    assert marathon.offer(job(0)) and own.result().event == {"n": 0}
+    # Its own slot busy and no queue: idle sprinter slots run marathons, but one stays free.
+    borrowed = [job(n) for n in range(1, 4)]
+    assert all(marathon.offer(j) for j in borrowed)
+    assert [w.result() for w in idle[:3]] == borrowed
+    assert all(j.lane == "marathon" for j in borrowed)  # they teach the marathon lane
+    assert not marathon.offer(job(4))  # the reserve is not lent: refused (no queue room)
+    assert not idle[3].done()
+    assert sprinter.offer(job(5))  # queued behind the wake-ups on their way...
+    sprinter.woke()  # ...until a borrowed slot starts its marathon and passes it on
+    assert idle[3].result().event == {"n": 5}  # the reserved slot runs the sprinter
+
+
+async def test_nothing_is_lent_while_the_lenders_own_jobs_wait() -> None:
+    sprinter = Lane("sprinter", slots=2, queue_size=4)
+    marathon = Lane("marathon", slots=1, queue_size=1)
+    marathon.lender = sprinter
+    idle = [sprinter.take() for _ in range(2)]
+    assert sprinter.offer(job(0)) and sprinter.offer(job(1))  # one woken, one queued
+    assert idle[0].done() and sprinter.depth == 1
+    assert marathon.offer(job(2))  # queued in its own lane, not lent
+    assert marathon.depth == 1 and not idle[1].done()

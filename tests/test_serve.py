@@ -81,7 +81,7 @@ async def test_a_request_pipelined_after_a_closing_429_is_never_admitted(
     )
     sprinter = {"dir": str(tmp_path)}
     calls = []
-    for n in range(1, 4):  # the sprinter slots, busy
+    for n in range(1, 5):  # the sprinter slots, and the idle marathon slot they borrow, busy
         calls.append(asyncio.ensure_future(invoke(srv.port, sprinter)))
         while len(list(tmp_path.glob("started-*"))) < n:
             await asyncio.sleep(0.01)
@@ -90,7 +90,8 @@ async def test_a_request_pipelined_after_a_closing_429_is_never_admitted(
         await asyncio.sleep(0.01)
     reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
     # One packet: a sprinter (refused: its lane is full), then a marathon its lane has room
-    # for. The 429 closes the connection, so the marathon must not run unanswered.
+    # for (a queued place). The 429 closes the connection, so the marathon must not run
+    # unanswered.
     marathon = {"dir": str(tmp_path), "action": "slow"}
     writer.write(encode("POST", INVOKE, orjson.dumps(sprinter)))
     writer.write(encode("POST", INVOKE, orjson.dumps(marathon)))
@@ -101,9 +102,9 @@ async def test_a_request_pipelined_after_a_closing_429_is_never_admitted(
         assert await reader.read() == b""
     writer.close()
     (tmp_path / "release").touch()
-    assert [(await c).status for c in calls] == [200] * 4
-    # ...and never ran: only the four accepted invocations started.
-    assert len(list(tmp_path.glob("started-*"))) == 4
+    assert [(await c).status for c in calls] == [200] * 5
+    # ...and never ran: only the five accepted invocations started.
+    assert len(list(tmp_path.glob("started-*"))) == 5
 
 
 async def _metrics(port: int) -> str:
@@ -219,7 +220,7 @@ async def test_bad_input_never_costs_a_worker(serve) -> None:
 
 
 async def test_a_marathon_flood_does_not_starve_sprinters(serve, tmp_path: Path) -> None:
-    # 4 slots: 3 sprinters, 1 marathon; "slow" is a marathon by configuration.
+    # 4 slots: 3 sprinters (1 never lent), 1 marathon; "slow" is a marathon by configuration.
     srv = serve(
         "tests.apps.basic.lanes_app",
         "--workers", "1", "--concurrency", "4", "--queue-size", "4",
@@ -227,17 +228,20 @@ async def test_a_marathon_flood_does_not_starve_sprinters(serve, tmp_path: Path)
     )  # fmt: skip
     slow = {"action": "slow", "dir": str(tmp_path)}
     flood = [asyncio.ensure_future(invoke(srv.port, slow)) for _ in range(8)]
-    # The marathon lane is saturated: 1 running, 4 queued, the other 3 refused at once.
-    while len([f for f in flood if f.done()]) < 3:
+    # The marathon lane's slot and the 2 sprinter slots it may borrow run 3, 4 queue, and
+    # the last one is refused at once.
+    while len([f for f in flood if f.done()]) < 1:
         await asyncio.sleep(0.01)
-    assert [f.result().status for f in flood if f.done()] == [429] * 3
-    # One after another (a burst past the sprinters' own bound would be refused too).
+    while len(list(tmp_path.glob("started-*"))) < 3:
+        await asyncio.sleep(0.01)
+    assert [f.result().status for f in flood if f.done()] == [429]
+    # One after another, on the reserved sprinter slot.
     fast = [await invoke(srv.port, {"action": "fast"}) for _ in range(20)]
     assert [a.json() for a in fast] == [{"action": "fast", "lane": "sprinter"}] * 20
-    assert len(list(tmp_path.glob("started-*"))) == 1  # the flood is still held
+    assert len(list(tmp_path.glob("started-*"))) == 3  # the flood is still held
     (tmp_path / "release").touch()
     answers = await asyncio.gather(*flood)
-    assert sorted(a.status for a in answers) == [200] * 5 + [429] * 3
+    assert sorted(a.status for a in answers) == [200] * 7 + [429]
     assert all(a.json()["lane"] == "marathon" for a in answers if a.status == 200)  # type: ignore[index]
 
 
@@ -254,3 +258,29 @@ async def test_a_route_learned_as_slow_moves_to_the_marathon_lane(serve) -> None
     # Unknown at first (a sprinter); once it has taken longer than the threshold, a marathon.
     assert lanes == ["sprinter", "marathon", "marathon", "marathon"]
     assert (await invoke(srv.port, {"action": "fast"})).json()["lane"] == "sprinter"  # type: ignore[index]
+
+
+async def test_marathons_borrow_idle_sprinter_slots_and_a_sprinter_still_finds_one(
+    serve, tmp_path: Path
+) -> None:
+    # 8 slots: 2 marathon, 6 sprinter of which 1 is never lent (WORKER_LEND_RESERVE).
+    srv = serve(
+        "tests.apps.basic.gate",
+        *("--workers", "1", "--concurrency", "8"),
+        env={"WORKER_ROUTES": "slow=marathon"},
+    )
+    held = tmp_path / "held"
+    held.mkdir()
+    marathons = [
+        asyncio.ensure_future(invoke(srv.port, {"dir": str(held), "action": "slow"}))
+        for _ in range(7)
+    ]
+    while len(list(held.glob("started-*"))) < 7:  # every one runs: none queued or refused
+        await asyncio.sleep(0.01)
+    free = tmp_path / "free"
+    free.mkdir()
+    (free / "release").touch()
+    sprinter = await invoke(srv.port, {"dir": str(free)})
+    assert sprinter.status == 200  # the reserved slot was left to it
+    (held / "release").touch()
+    assert [(await m).status for m in marathons] == [200] * 7

@@ -118,6 +118,12 @@ SETTINGS: dict[str, Setting] = {
         parse=float,
         help="share of a process's slots the marathon lane may use",
     ),
+    "lend_reserve": Setting(
+        env="WORKER_LEND_RESERVE",
+        flag=None,
+        parse=float,
+        help="share of a process's sprinter slots never lent to the marathon lane (1: none)",
+    ),
     "marathon_seconds": Setting(
         env="WORKER_MARATHON_SECONDS",
         flag=None,
@@ -363,6 +369,8 @@ class Config:
     log_socket: int = 0
     log_frames: int = 0
     marathon_share: float = 0.25
+    # Idle sprinter slots the marathon lane may borrow keep this share free (at least one).
+    lend_reserve: float = 0.1
     marathon_seconds: float = 1.0
     marathon_bytes: int = 1024 * 1024
     routes: str = ""
@@ -456,6 +464,8 @@ class Config:
             parse_overrides(self.routes)  # a bad WORKER_ROUTES fails at start, not per request
         if not 0 <= self.marathon_share < 1:
             raise ValueError(f"marathon_share must be in [0, 1), got {self.marathon_share}")
+        if not 0 <= self.lend_reserve <= 1:
+            raise ValueError(f"lend_reserve must be in [0, 1], got {self.lend_reserve}")
         for name in (
             "processes",
             "concurrency",

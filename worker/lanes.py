@@ -56,6 +56,10 @@ class Lane:
         self._idle: deque[asyncio.Future[Job | None]] = deque()
         self._waking = 0  # slots handed a job that have not started it yet
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The lane whose idle slots this one borrows when its own are busy, and how many
+        #: idle slots this lane never lends.
+        self.lender: Lane | None = None
+        self.reserve = 0
 
     @property
     def depth(self) -> int:
@@ -72,15 +76,22 @@ class Lane:
         idle = self._idle
         if not self._waking and self._wake(job):
             return True
-        # Each idle slot will take one of the queued jobs: only those beyond them wait.
-        waiting = len(self._queue) + 1 - len(idle)
+        lender = self.lender
+        lendable = 0
+        if lender is not None:
+            if not idle and not self._queue and lender.lend(job, self.name):
+                return True
+            lendable = lender.lendable()
+        # Each idle slot (ours, or the lender's it would lend) will take one of the queued
+        # jobs: only those beyond them wait.
+        waiting = len(self._queue) + 1 - len(idle) - lendable
         if waiting > self.queue_size:
             return False
         if (
             self.wait_share
             and waiting > 0
             and waiting * self.typical
-            > self.slots * max(self.wait_share * self.typical, self.wait_floor)
+            > (self.slots + lendable) * max(self.wait_share * self.typical, self.wait_floor)
         ):
             return False  # its predicted wait for a slot is past the time bound
         job.lane = self.name
@@ -98,6 +109,23 @@ class Lane:
             while queue and queue[0].queued_at <= cutoff:
                 expired.append(queue.popleft())
         return expired
+
+    def lend(self, job: Job, name: str) -> bool:
+        """Run another lane's job on one of this lane's idle slots, if more than `reserve`
+        are idle and none of this lane's own jobs waits: nothing is refused while slots sit
+        idle, and a burst of this lane's own still finds `reserve` slots free. The job keeps
+        its lane's name (what it teaches is that lane's); the slot goes back to this lane's
+        queue when it is done."""
+        if not self.lendable() or not self._wake(job):
+            return False
+        job.lane = name
+        return True
+
+    def lendable(self) -> int:
+        """Idle slots this lane would lend now."""
+        if self._queue or self.closed:
+            return 0
+        return max(0, len(self._idle) - self.reserve)
 
     def _wake(self, job: Job) -> bool:
         """Hand `job` to an idle slot, if there is one."""
@@ -147,11 +175,18 @@ class Lane:
         self._pass_on()
 
     def _pass_on(self) -> bool:
-        """Hand the first queued job to an idle slot; whether there was one to hand."""
+        """Hand the first queued job to an idle slot; whether there was one to hand. With
+        no idle slot of its own left, the lane's queued jobs go to the slots its lender
+        would lend, all at once (borrowed slots pass nothing on: they are the lender's)."""
         queue = self._queue
-        if queue and self._idle and self._wake(queue[0]):
+        if not queue:
+            return False
+        if self._idle and self._wake(queue[0]):
             queue.popleft()
             return True
+        lender = self.lender
+        while queue and lender is not None and lender.lend(queue[0], self.name):
+            queue.popleft()
         return False
 
     def observe(self, seconds: float) -> None:

@@ -259,7 +259,7 @@ class Pool:
                 woke()  # before the handler runs: it may suspend, the next job must not wait
             started = time.time()
             deadline = job.deadline or started + timeout
-            ctx = LambdaContext(function, job, deadline, lane.name)
+            ctx = LambdaContext(function, job, deadline, job.lane)  # the lane it was admitted to
             # The slot's task has a context of its own: what its logs say is this request's
             # id until the next invocation sets another (no reset: its answer's logs are
             # this request's too).

@@ -22,7 +22,7 @@ from worker.durable import service as durable_service
 from worker.errors import LambdaError
 from worker.handler import Handler
 from worker.inference import host as inference
-from worker.inference import modelhost
+from worker.inference import modelhost, registry
 from worker.inflight import Inflight
 from worker.initphase import init_failed
 from worker.lanes import Lane, Lanes
@@ -46,6 +46,10 @@ EXIT_RECYCLE = 76
 #: Exit status of a worker whose own init failed (an ASGI app's lifespan startup): a
 #: replacement would fail alike, so the supervisor ends the environment.
 EXIT_INIT_FAILED = 77
+
+
+#: The time bound's share of a typical invocation for a worker with models (see `_lanes`).
+BATCHED_WAIT_SHARE = 2.0
 
 
 class WorkerProcess:
@@ -209,11 +213,22 @@ class WorkerProcess:
             )
         sprint, marathon = cfg.lane_slots(self.index)
         queue = cfg.queue_for(self.index)
-        # Served requests also wait for a slot no longer than the time bound allows.
-        wait = (cfg.queue_wait, cfg.queue_wait_min_ms / 1000)
+        # Served requests also wait for a slot no longer than the time bound allows. With
+        # models, queued requests are served together, a batch at a time: a wave of slots
+        # waits one batch, not one call per request ahead. Two waves are admitted (the next
+        # batch and the one after), since the kernel does not spread a burst's connections
+        # evenly over the processes.
+        share = cfg.queue_wait
+        if share and registry.MODELS:
+            share = max(share, BATCHED_WAIT_SHARE)
+        wait = (share, cfg.queue_wait_min_ms / 1000)
         lanes = [Lane(SPRINTER, sprint, queue, *wait)]
         if marathon:
             lanes.append(Lane(MARATHON, marathon, queue, *wait))
+            # Each lane borrows the other's idle slots (`Lane.lend`): marathons all but the
+            # sprinters' reserve, sprinters (quick by definition) any idle marathon slot.
+            lanes[1].lender, lanes[0].lender = lanes[0], lanes[1]
+            lanes[0].reserve = max(1, int(sprint * cfg.lend_reserve))
         profiles = Profiles(
             slow_seconds=cfg.marathon_seconds,
             large_bytes=cfg.marathon_bytes,
