@@ -532,3 +532,12 @@ async def test_the_fast_path_and_httptools_give_the_same_answers(inproc, monkeyp
     statuses = [status for status, _, _ in fast]
     assert statuses == [200, 200, 202, 200, 400, 200, 200, 200]
     assert fast[5][2] == b'{"n":2}' and b'"rawPath":"/things"' in fast[6][2]
+
+
+def test_every_standard_status_has_its_reason_phrase() -> None:
+    from worker.sources.http import status_line
+
+    assert status_line(201) == b"HTTP/1.1 201 Created\r\n"
+    assert status_line(405) == b"HTTP/1.1 405 Method Not Allowed\r\n"
+    assert status_line(422) == b"HTTP/1.1 422 Unprocessable Entity\r\n"
+    assert status_line(429) == b"HTTP/1.1 429 Too Many Requests\r\n"
