@@ -1,4 +1,5 @@
-"""Command line: `worker [serve|lambda|sqs|emulate] HANDLER [options]`."""
+"""Command line: `worker [serve|lambda|sqs|emulate] HANDLER [options]`, and the tools
+(`worker executions`, `worker cost`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 
 from worker.config import SETTINGS, Config
 
-COMMANDS = ("serve", "lambda", "sqs", "emulate", "executions")
+COMMANDS = ("serve", "lambda", "sqs", "emulate", "executions", "cost")
 FORMS = """\
 forms:
   worker HANDLER [options]                  lambda if AWS_LAMBDA_RUNTIME_API is set, else serve
@@ -19,6 +20,7 @@ forms:
   worker emulate HANDLER [options]          Runtime API + Invoke API around `worker lambda`
   worker emulate [options] -- COMMAND ...   the same around any runtime command
   worker executions show NAME               a durable execution's status and history
+  worker cost --rps R --duration-ms D …     the monthly cost on each platform (--help)
 
 HANDLER: module.function, path/module.function, /abs/path/module.function, module:function
 (an ASGI or WSGI app too). Every option also has an environment variable (shown above).
@@ -64,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from worker.durable.admin import main as executions
 
         raise SystemExit(executions(argv[1:]))
+    if argv and argv[0] == "cost":  # `worker cost …`: its own arguments (worker.cost)
+        from worker.cost.command import main as cost
+
+        raise SystemExit(cost(argv[1:]))
     # `worker emulate [options] -- COMMAND …`: everything after `--` is the runtime command.
     command: list[str] = []
     if "--" in argv:
