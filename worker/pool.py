@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import signal
@@ -348,11 +349,7 @@ class Pool:
                 "a sync handler's thread outlived its deadline: its slot goes on",
                 extra={"fields": {"requestId": job.request_id, "hung": self.hung}},
             )
-            loop = self._loop
-            assert loop is not None
-            thread.add_done_callback(
-                lambda done: loop.call_soon_threadsafe(self._returned, ctx, done)
-            )
+            thread.add_done_callback(lambda done: self._from_thread(ctx, done))
             if self.hung >= self.spare_threads and self._on_stuck is not None:
                 self._on_stuck("hung_threads")
             return
@@ -370,6 +367,14 @@ class Pool:
             self.stuck -= 1
             ctx.close()
             slot.lane.in_flight -= 1
+
+    def _from_thread(self, ctx: LambdaContext, done: Future[Any]) -> None:
+        """On the hung thread, as it returns: hand its end to the loop, if the loop still
+        runs (a process leaving with the thread still out closes it first)."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._returned, ctx, done)
 
     def _returned(self, ctx: LambdaContext, done: Future[Any]) -> None:
         """A hung thread came back: its scratch goes, its spare is free again."""
