@@ -25,6 +25,7 @@ import re
 import signal
 import time
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,9 @@ class Tally:
         self.sent = 0
         self.status: dict[str, int] = {}
         self.lost: list[tuple[float, float]] = []  # (its connection opened, seen lost)
-        self.deaths: list[float] = []  # a kill or an exit, when it was made
+        #: Each worker death, as the span in which it happened: a kill at once; an exit
+        #: between its request's sending and the client seeing its connection end.
+        self.deaths: list[tuple[float, float]] = []
         self.unfinished = 0  # slow requests still unanswered when the run ended
         #: Pipelined behind an answer that closed the connection (a 429 or a 400 ends it
         #: and nothing read after it is admitted): refused, not lost.
@@ -58,24 +61,32 @@ class Tally:
         """Lost requests whose connection was open when a worker died (they may be lost: the
         process that owned the connection went)."""
         return sum(
-            any(opened - 0.05 <= d <= seen for d in self.deaths) for opened, seen in self.lost
+            any(opened - 0.05 <= end and start <= seen for start, end in self.deaths)
+            for opened, seen in self.lost
         )
 
 
-async def _conn(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", port)
+async def _connections(
+    port: int, stop: asyncio.Event
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]]:
+    """Connections until the run stops, one at a time, each closed when the next is asked
+    for: (reader, writer, when it opened)."""
+    while not stop.is_set():
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)  # a replacement worker is not listening yet
+            continue
+        try:
+            yield reader, writer, time.monotonic()
+        finally:
+            writer.close()
 
 
 async def _calls(port: int, tally: Tally, stop: asyncio.Event, make: Any, batch: int = 1) -> None:
     """Requests on one keep-alive connection at a time, `batch` per write; a new
     connection when the server closes one."""
-    while not stop.is_set():
-        try:
-            reader, writer = await _conn(port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        opened = time.monotonic()
+    async for reader, writer, opened in _connections(port, stop):
         try:
             while not stop.is_set():
                 writer.write(b"".join(make() for _ in range(batch)))
@@ -95,8 +106,6 @@ async def _calls(port: int, tally: Tally, stop: asyncio.Event, make: Any, batch:
                         raise ConnectionError("closed by the server")
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
             pass
-        finally:
-            writer.close()
 
 
 def _invoke() -> bytes:
@@ -110,13 +119,7 @@ def _proxy() -> bytes:
 
 async def _slow(port: int, tally: Tally, stop: asyncio.Event) -> None:
     """Headers a byte at a time, never finished: the header timeout must end them."""
-    while not stop.is_set():
-        try:
-            reader, writer = await _conn(port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        sent = time.monotonic()
+    async for reader, writer, opened in _connections(port, stop):
         tally.sent += 1
         try:
             for byte in b"GET /slow HTTP/1.1\r\nx-slow: ":
@@ -136,29 +139,19 @@ async def _slow(port: int, tally: Tally, stop: asyncio.Event) -> None:
                 tally.answered(int(reply.split(b" ", 2)[1]))
                 break
         except (ConnectionError, OSError, IndexError, ValueError):
-            tally.lost.append((sent, time.monotonic()))
-        finally:
-            writer.close()
+            tally.lost.append((opened, time.monotonic()))
 
 
 async def _malformed(port: int, tally: Tally, stop: asyncio.Event) -> None:
     garbage = [b"\x00\x01garbage\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"POST / HTTP/1.1\r\n"
                b"content-length: nope\r\n\r\n"]  # fmt: skip
-    while not stop.is_set():
-        try:
-            reader, writer = await _conn(port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        sent = time.monotonic()
+    async for reader, writer, opened in _connections(port, stop):
         tally.sent += 1
         try:
             writer.write(random.choice(garbage))
             tally.answered((await read_answer(reader)).status)
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
-            tally.lost.append((sent, time.monotonic()))
-        finally:
-            writer.close()
+            tally.lost.append((opened, time.monotonic()))
         await asyncio.sleep(0.2)
 
 
@@ -170,15 +163,16 @@ async def _every(
         await asyncio.sleep(seconds)
         sent = time.monotonic()
         tally.sent += 1
-        if event.get("do") == "exit":
-            tally.deaths.append(sent)
         try:
-            reader, writer = await _conn(port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(encode("POST", INVOKE, orjson.dumps(event)))
             tally.answered((await read_answer(reader)).status)
             writer.close()
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
-            tally.lost.append((sent, time.monotonic()))
+            seen = time.monotonic()
+            tally.lost.append((sent, seen))
+            if event.get("do") == "exit":  # its worker died somewhere in between
+                tally.deaths.append((sent, seen))
 
 
 async def _killer(pid: int, every: float, tally: Tally, stop: asyncio.Event) -> None:
@@ -186,7 +180,8 @@ async def _killer(pid: int, every: float, tally: Tally, stop: asyncio.Event) -> 
         await asyncio.sleep(every)
         workers = children(pid)
         if workers:
-            tally.deaths.append(time.monotonic())
+            now = time.monotonic()
+            tally.deaths.append((now, now))
             os.kill(random.choice(workers), signal.SIGKILL)
 
 
