@@ -48,18 +48,25 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def _kb(pid: int, path: str, field: str) -> int:
+    """One `field:` of /proc/PID/`path` (kB); 0 for a process that is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
 def _tree_kb(pid: int, path: str, field: str) -> int:
     """Sum one `field:` of /proc/PID/`path` (kB) over a process tree."""
-    total_kb = 0
-    for p in descendants(pid):
-        try:
-            for line in Path(f"/proc/{p}/{path}").read_text().splitlines():
-                if line.startswith(field):
-                    total_kb += int(line.split()[1])
-                    break
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return total_kb
+    return sum(_kb(p, path, field) for p in descendants(pid))
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of one process."""
+    return _kb(pid, "status", "VmRSS:") / 1024
 
 
 def pythonpath() -> str:

@@ -21,18 +21,27 @@ import asyncio
 import logging
 import os
 import random
-import re
 import signal
 import time
-import urllib.request
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench.harness import RESULTS, free_port, publish, ratio, results_dir, server, worker_argv
+from bench.harness import (
+    RESULTS,
+    descendants,
+    free_port,
+    publish,
+    ratio,
+    results_dir,
+    rss_mb,
+    server,
+    worker_argv,
+    worker_metrics,
+)
 from tests.client import encode, read_answer
+from worker.telemetry.metrics import total
 
 INVOKE = "/2015-03-31/functions/soak/invocations"
 CLIENTS = {"invoke": 8, "proxy": 4, "pipelined": 2, "slow": 2, "malformed": 1}
@@ -178,56 +187,41 @@ async def _every(
 async def _killer(pid: int, every: float, tally: Tally, stop: asyncio.Event) -> None:
     while not stop.is_set():
         await asyncio.sleep(every)
-        workers = children(pid)
+        workers = descendants(pid)[1:]
         if workers:
             now = time.monotonic()
             tally.deaths.append((now, now))
             os.kill(random.choice(workers), signal.SIGKILL)
 
 
-def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
-
-
 def footprint(pid: int) -> dict[str, float]:
     """RSS (MB) and open descriptors of the supervisor and, summed, of its workers."""
 
-    def one(p: int) -> tuple[float, int]:
+    def fds(p: int) -> int:
         try:
-            status = Path(f"/proc/{p}/status").read_text()
-            rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
-            return rss, len(os.listdir(f"/proc/{p}/fd"))
-        except (OSError, AttributeError):
-            return 0.0, 0
+            return len(os.listdir(f"/proc/{p}/fd"))
+        except OSError:
+            return 0
 
-    sup_rss, sup_fds = one(pid)
-    workers = [one(c) for c in children(pid)]
+    workers = descendants(pid)[1:]
     return {
-        "supervisor_rss_mb": sup_rss,
-        "supervisor_fds": float(sup_fds),
+        "supervisor_rss_mb": rss_mb(pid),
+        "supervisor_fds": float(fds(pid)),
         "workers": float(len(workers)),
-        "workers_rss_mb": sum(w[0] for w in workers),
-        "workers_fds": float(sum(w[1] for w in workers)),
+        "workers_rss_mb": sum(rss_mb(w) for w in workers),
+        "workers_fds": float(sum(fds(w) for w in workers)),
     }
 
 
-def server_counters(admin: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/_worker/metrics", timeout=5) as r:
-        text = r.read().decode()
+def server_counters(port: int) -> dict[str, float]:
+    text = worker_metrics(port)
     names = ("worker_invocations_lost_total", "worker_hung_threads_total",
              "worker_restarts_total", "worker_recycles_total",
              "worker_queue_expired_total")  # fmt: skip
-    out = {}
-    for name in names:
-        values = re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
-        out[name] = sum(float(v) for v in values)
-    return out
+    return {name: total(text, name) for name in names}
 
 
-async def soak(
-    port: int, admin: int, pid: int, seconds: float, kill_every: float
-) -> dict[str, Any]:
+async def soak(port: int, pid: int, seconds: float, kill_every: float) -> dict[str, Any]:
     # Writes to a connection a killed worker left behind are expected: not worth a line each.
     logging.getLogger("asyncio").setLevel(logging.ERROR)
     tally, stop = Tally(), asyncio.Event()
@@ -267,7 +261,7 @@ async def soak(
         "deaths": len(tally.deaths),
         "start": start,
         "end": end,
-        "server": server_counters(admin),
+        "server": server_counters(port),
     }
 
 
@@ -283,12 +277,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "serve", "bench.apps.soak", port, "--workers", "2", "--concurrency", "32",
         "--timeout", "1",
     )  # fmt: skip
-    admin = int(argv_[argv_.index("--admin-port") + 1])
     env = {"AWS_LAMBDA_LOG_LEVEL": "CRITICAL", "WORKER_HEADER_TIMEOUT": "2"}
     print(f"[soak] {args.seconds:.0f} s of mixed load, a worker killed every "
           f"{args.kill_every:.0f} s", flush=True)  # fmt: skip
     with server(argv_, port, "/_worker/ready", env=env) as proc:
-        summary = asyncio.run(soak(port, admin, proc.pid, args.seconds, args.kill_every))
+        summary = asyncio.run(soak(port, proc.pid, args.seconds, args.kill_every))
     summary["method"] = {
         "clients": CLIENTS,
         "pipeline": PIPELINE,

@@ -19,7 +19,7 @@ import logging
 import mmap
 
 from worker.errors import LambdaError
-from worker.sources.runtime_api import invocation_error
+from worker.sources.runtime_api import invocation_error, parse_address
 
 log = logging.getLogger("worker")
 
@@ -68,9 +68,9 @@ def exit_error(request_id: str, how: str) -> LambdaError:
 def post_exit_errors(runtime_api: str, ids: list[str], how: str, timeout: float = 5.0) -> int:
     """Post `Runtime.ExitError` for each request id to the Runtime API (from the supervisor,
     which runs no event loop); returns how many the API took."""
-    host, _, port = runtime_api.rpartition(":")
+    host, port = parse_address(runtime_api)
     taken = 0
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         for request_id in ids:
             body, head = invocation_error(exit_error(request_id, how), request_id)
@@ -87,7 +87,7 @@ def post_exit_errors(runtime_api: str, ids: list[str], how: str, timeout: float 
                     extra={"fields": {"requestId": request_id, "error": str(exc)}},
                 )
                 conn.close()
-                conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+                conn = http.client.HTTPConnection(host, port, timeout=timeout)
                 continue
             taken += reply.status == 202
     finally:

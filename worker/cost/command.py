@@ -11,12 +11,12 @@ request rate and mean duration between the two readings are the profile's.
 from __future__ import annotations
 
 import argparse
-import re
 import time
 import urllib.request
 from collections.abc import Sequence
 
 from worker.cost.model import Profile, assumptions, crossovers, estimate, load_prices
+from worker.telemetry.metrics import total
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,9 +42,9 @@ def live_profile(url: str, window: float) -> tuple[float, float]:
     def read() -> tuple[float, float, float]:
         with urllib.request.urlopen(url.rstrip("/") + "/_worker/metrics", timeout=10) as r:
             text = r.read().decode()
-        count = _sum(text, "worker_invocation_duration_seconds_count")
-        total = _sum(text, "worker_invocation_duration_seconds_sum")
-        return time.monotonic(), count, total
+        count = total(text, "worker_invocation_duration_seconds_count")
+        seconds = total(text, "worker_invocation_duration_seconds_sum")
+        return time.monotonic(), count, seconds
 
     t0, n0, s0 = read()
     time.sleep(window)
@@ -53,10 +53,6 @@ def live_profile(url: str, window: float) -> tuple[float, float]:
     if calls <= 0:
         raise SystemExit("worker cost: no invocation between the two readings")
     return calls / (t1 - t0), (s1 - s0) / calls * 1000
-
-
-def _sum(text: str, name: str) -> float:
-    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

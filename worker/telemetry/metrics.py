@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -327,6 +328,11 @@ def _escape(value: str) -> str:
 
 def _num(x: float) -> str:
     return str(int(x)) if x == int(x) else repr(x)
+
+
+def total(text: str, name: str) -> float:
+    """The sum of one family's samples (every label set) in Prometheus text."""
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
 def render(snap: dict[str, Any]) -> str:
