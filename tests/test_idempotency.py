@@ -260,3 +260,57 @@ def test_powertools_records_carry_over(powertools_store: tuple[str, Any], moto: 
     prefix = f"orders.{charge.__module__}.{charge.__qualname__}#"
     assert all(i["id"]["S"].startswith(prefix) for i in items)
     assert os.environ["AWS_LAMBDA_FUNCTION_NAME"] == "orders"
+
+
+async def test_batched_outcomes_are_records_powertools_answers_from(
+    powertools_store: tuple[str, Any], moto: Moto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many async calls at once on DynamoDB: their outcomes go out in shared
+    BatchWriteItem calls (one flight, so the rest queue), and every record lands whole,
+    completed or deleted, in the layout Powertools reads."""
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+    from aws_lambda_powertools.utilities.idempotency import idempotent as powertools_idempotent
+
+    monkeypatch.setenv("WORKER_IDEMPOTENCY_WRITE_FLIGHTS", "1")
+    state.reset()
+    clients = aws.reset(16)
+    table, persistence = powertools_store
+    runs: list[str] = []
+    batches: list[int] = []
+
+    async def charge(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        runs.append(event["order_id"])
+        if event["order_id"].endswith("-fail"):
+            raise RuntimeError("declined")
+        return {"order_id": event["order_id"]}
+
+    ours = idempotent(key="order_id")(charge)
+    dynamodb = await aws.current.get("dynamodb")
+    real_batch = dynamodb.batch_write_item
+
+    async def counted(**kwargs: Any) -> Any:
+        batches.append(len(kwargs["RequestItems"][table]))
+        return await real_batch(**kwargs)
+
+    monkeypatch.setattr(dynamodb, "batch_write_item", counted)
+    ids = [f"b-{i}" for i in range(40)] + [f"b-{i}-fail" for i in range(5)]
+    outcomes = await asyncio.gather(
+        *(ours({"order_id": i}, context()) for i in ids), return_exceptions=True
+    )
+    await clients.close()
+    assert all(isinstance(o, RuntimeError) for o in outcomes[40:]), outcomes[40:]
+    assert outcomes[:40] == [{"order_id": i} for i in ids[:40]]
+    assert batches and max(batches) > 1  # outcomes did share BatchWriteItem calls
+    items = moto.client("dynamodb").scan(TableName=table)["Items"]
+    assert len(items) == 40 and {i["status"]["S"] for i in items} == {"COMPLETED"}
+
+    def never(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        raise AssertionError("Powertools ran a call our record answers")
+
+    config = IdempotencyConfig(event_key_jmespath="order_id")
+    theirs = powertools_idempotent(persistence_store=persistence, config=config)
+    # Powertools keys by function: ours was `charge`; its twin under the same name answers.
+    never.__qualname__, never.__module__ = charge.__qualname__, charge.__module__
+    answered = theirs(never)
+    assert [answered({"order_id": i}, context()) for i in ids[:40]] == outcomes[:40]
+    assert sorted(runs) == sorted(ids)

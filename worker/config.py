@@ -291,6 +291,18 @@ SETTINGS: dict[str, Setting] = {
         parse=str,
         help="worker.idempotent's store: sqlite:[PATH], dynamodb:TABLE or memory:",
     ),
+    "idempotency_write_batch": Setting(
+        env="WORKER_IDEMPOTENCY_WRITE_BATCH",
+        flag=None,
+        parse=int,
+        help="dynamodb: most outcomes (completions, deletes) per BatchWriteItem, 1 to 25",
+    ),
+    "idempotency_write_flights": Setting(
+        env="WORKER_IDEMPOTENCY_WRITE_FLIGHTS",
+        flag=None,
+        parse=int,
+        help="dynamodb: outcome writes in the air at once per process before they batch",
+    ),
     "durable_store": Setting(
         env="WORKER_DURABLE_STORE",
         flag=None,
@@ -402,6 +414,8 @@ class Config:
     state_dir: str = ""  # '': .worker-state/ in serve and sqs, /tmp in Lambda mode
     idempotency_store: str = "sqlite:"
     durable_store: str = "sqlite:"
+    idempotency_write_batch: int = 25
+    idempotency_write_flights: int = 2
     state_busy_timeout: float = 5.0
     durable_queue_url: str = ""
     durable_version_policy: str = "pin"
@@ -528,6 +542,10 @@ class Config:
             )
         if self.durable_lease <= 0 or self.state_busy_timeout <= 0:
             raise ValueError("durable_lease and state_busy_timeout must be > 0")
+        if not 1 <= self.idempotency_write_batch <= 25:
+            raise ValueError("idempotency_write_batch must be 1 to 25 (BatchWriteItem's limit)")
+        if self.idempotency_write_flights < 1:
+            raise ValueError("idempotency_write_flights must be >= 1")
         if self.durable_max_interruptions < 0:
             raise ValueError("durable_max_interruptions must be >= 0")
 

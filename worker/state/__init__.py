@@ -54,6 +54,11 @@ def _store(kind: str, spec: str, opened: dict[tuple[int, str], S]) -> S:
 
             current = settings.current()
             store = cls(database(settings.sqlite_path(argument, current), current.busy_timeout))
+        elif scheme == "dynamodb" and kind == "idempotency":
+            current = settings.current()
+            store = cls(
+                argument, write_batch=current.write_batch, write_flights=current.write_flights
+            )
         elif scheme == "dynamodb":
             store = cls(argument)
         else:

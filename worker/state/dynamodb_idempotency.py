@@ -5,17 +5,22 @@ attribute), `in_progress_expiration` (epoch ms), `status` (INPROGRESS / COMPLETE
 `data` (the result as JSON) and `validation` (the payload hash), written with
 Powertools' conditions: a claim succeeds when the key is absent, expired, or in
 progress past its holder's deadline. Async callers use the process's pooled aiobotocore
-client, threads its boto3 client (`worker.aws`).
+client, threads its boto3 client (`worker.aws`). An async call's outcome (the completed
+record, or the delete after a failure) is written through the process's group commit
+(`worker.state.dynamodb_writes`): under load, many calls' outcomes share one
+BatchWriteItem request. The claim always goes alone: it is a conditional write.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from worker import aws
 from worker.state.base import COMPLETED, INPROGRESS, IdempotencyStore, Record, StoreError
+from worker.state.dynamodb_writes import WriteBatcher
 
 _CONDITION = (
     "attribute_not_exists(#id) OR #expiry < :now OR "
@@ -51,8 +56,11 @@ def _code(exc: ClientError) -> str:
 class DynamoIdempotency(IdempotencyStore):
     poll_max = 0.25  # each look is a read request
 
-    def __init__(self, table: str) -> None:
+    def __init__(self, table: str, *, write_batch: int = 1, write_flights: int = 1) -> None:
         self.table = table
+        self.write_batch = write_batch
+        self.write_flights = write_flights
+        self._writes: tuple[asyncio.AbstractEventLoop, WriteBatcher] | None = None
 
     def _error(self, exc: Exception) -> StoreError:
         if isinstance(exc, ClientError) and _code(exc) == "ResourceNotFoundException":
@@ -111,6 +119,50 @@ class DynamoIdempotency(IdempotencyStore):
     def _delete(self, key: str) -> dict[str, Any]:
         return {"TableName": self.table, "Key": {"id": {"S": key}}}
 
+    @staticmethod
+    def _completed_item(record: Record) -> dict[str, Any]:
+        """The completed record whole, as Powertools' update leaves its fields."""
+        item: dict[str, Any] = {
+            "id": {"S": record.key},
+            "expiration": {"N": str(record.expiration)},
+            "status": {"S": COMPLETED},
+            "data": {"S": record.data if record.data is not None else "null"},
+        }
+        if record.validation is not None:
+            item["validation"] = {"S": record.validation}
+        return item
+
+    # -- group commit of outcomes ----------------------------------------------------------
+
+    def _batcher(self) -> WriteBatcher:
+        loop = asyncio.get_running_loop()
+        held = self._writes
+        if held is None or held[0] is not loop:
+            batcher = WriteBatcher(
+                self._send, self._send_one, batch=self.write_batch, flights=self.write_flights
+            )
+            held = self._writes = (loop, batcher)
+        return held[1]
+
+    async def _send(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        client = await aws.current.get("dynamodb")
+        try:
+            response = await client.batch_write_item(RequestItems={self.table: requests})
+        except ClientError as exc:
+            raise self._error(exc) from exc
+        left: list[dict[str, Any]] = response.get("UnprocessedItems", {}).get(self.table, [])
+        return left
+
+    async def _send_one(self, request: dict[str, Any]) -> None:
+        client = await aws.current.get("dynamodb")
+        try:
+            if "PutRequest" in request:
+                await client.put_item(TableName=self.table, **request["PutRequest"])
+            else:
+                await client.delete_item(TableName=self.table, **request["DeleteRequest"])
+        except ClientError as exc:
+            raise self._error(exc) from exc
+
     # -- async: the pooled aiobotocore client ----------------------------------------------
 
     async def claim(self, record: Record, now: float) -> Record | None:
@@ -138,18 +190,11 @@ class DynamoIdempotency(IdempotencyStore):
         return _record(response.get("Item"))
 
     async def complete(self, record: Record) -> None:
-        client = await aws.current.get("dynamodb")
-        try:
-            await client.update_item(**self._update(record))
-        except ClientError as exc:
-            raise self._error(exc) from exc
+        item = self._completed_item(record)
+        await self._batcher().write(record.key, {"PutRequest": {"Item": item}})
 
     async def delete(self, key: str) -> None:
-        client = await aws.current.get("dynamodb")
-        try:
-            await client.delete_item(**self._delete(key))
-        except ClientError as exc:
-            raise self._error(exc) from exc
+        await self._batcher().write(key, {"DeleteRequest": {"Key": {"id": {"S": key}}}})
 
     # -- sync: the process's boto3 client, from a thread -----------------------------------
 

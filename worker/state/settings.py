@@ -30,6 +30,8 @@ class Settings:
     idempotency_store: str
     durable_store: str
     busy_timeout: float
+    write_batch: int
+    write_flights: int
     durable_queue_url: str
     pin_versions: bool
     lease: float
@@ -45,6 +47,8 @@ class Settings:
             idempotency_store=config.idempotency_store,
             durable_store=config.durable_store,
             busy_timeout=config.state_busy_timeout,
+            write_batch=config.idempotency_write_batch,
+            write_flights=config.idempotency_write_flights,
             durable_queue_url=config.durable_queue_url,
             pin_versions=config.durable_version_policy == "pin",
             lease=config.durable_lease,
