@@ -1,6 +1,6 @@
 """Classification cost: compiled scanner, pure-Python twin, and `orjson.loads` + key checks.
 
-Over the test corpus (3 samples per kind) in AWS key order, sorted and pretty-printed:
+Over the test corpus (3 or more samples per kind) in AWS key order, sorted and pretty-printed:
 ns per event, median of several timed repeats per sample, then the median per kind. The
 baseline gives the same kind and route as the classifier. Also: an SQS batch of ten, and
 HTTP events grown to about 8 KB (the size the sorted/pretty target goes up to).
@@ -106,6 +106,12 @@ def parsed(raw: bytes) -> tuple[str, str]:
         if "httpMethod" in e and "resource" in e:
             kind = "apigw-http-v1" if version == "1.0" else "apigw-rest"
             return kind, _pair(e["httpMethod"], e["resource"])
+    if e.get("source") == "serverless-plugin-warmup":
+        return "warmup", "serverless-plugin-warmup"
+    if e.get("warmer") is True:
+        return "warmup", "lambda-warmer"
+    if e.get("worker") == "warmup":
+        return "warmup", "worker"
     return "direct", _str(e.get("action"))
 
 

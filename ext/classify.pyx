@@ -348,7 +348,8 @@ cdef enum:
     T_VERSION, T_ROUTEKEY, T_RAWPATH, T_RESOURCE, T_HTTPMETHOD, T_PATH, T_RC, T_RECORDS,
     T_records, T_EVENTSOURCE, T_EVENTSOURCEARN, T_BOOTSTRAP, T_SOURCE, T_DETAILTYPE, T_DETAIL,
     T_AWSLOGS, T_TRIGGER, T_USERPOOL, T_REQTYPE, T_RESPURL, T_STACKID, T_TYPE, T_METHODARN,
-    T_ROUTEARN, T_AUTHTOKEN, T_DELIVERY, T_INVOCATION, T_APPLICATION, T_ROUTE, T_COUNT
+    T_ROUTEARN, T_AUTHTOKEN, T_DELIVERY, T_INVOCATION, T_APPLICATION, T_WARMER, T_WORKER,
+    T_ROUTE, T_COUNT
 
 cdef const char* TOP_KEYS[T_COUNT]
 TOP_KEYS[:] = [
@@ -356,7 +357,7 @@ TOP_KEYS[:] = [
     b"Records", b"records", b"eventSource", b"eventSourceArn", b"bootstrapServers", b"source",
     b"detail-type", b"detail", b"awslogs", b"triggerSource", b"userPoolId", b"RequestType",
     b"ResponseURL", b"StackId", b"type", b"methodArn", b"routeArn", b"authorizationToken",
-    b"deliveryStreamArn", b"invocationId", b"applicationArn", b"",
+    b"deliveryStreamArn", b"invocationId", b"applicationArn", b"warmer", b"worker", b"",
 ]
 
 cdef Py_ssize_t TOP_LENS[T_COUNT]
@@ -783,5 +784,15 @@ cdef object _classify(bytes buf, bytes route_key, type rt, object owner):
             if _eq(p, version, b"1.0"):
                 return _pair(rt, owner, "apigw-http-v1", _join(p, a, b))
             return _pair(rt, owner, "apigw-rest", _join(p, a, b))
+    # Warm-up pings come last, as in the twin: one mask test for the events with none of
+    # the three keys, which is every direct invoke but a ping.
+    if top.have & ((1u << T_SOURCE) | (1u << T_WARMER) | (1u << T_WORKER)):
+        if _eq(p, _text(p, _at(&top, T_SOURCE)), b"serverless-plugin-warmup"):
+            return _pair(rt, owner, "warmup", "serverless-plugin-warmup")
+        a = _at(&top, T_WARMER)
+        if a.s >= 0 and a.e - a.s == 4 and _same(p + a.s, b"true", 4):
+            return _pair(rt, owner, "warmup", "lambda-warmer")
+        if _eq(p, _text(p, _at(&top, T_WORKER)), b"warmup"):
+            return _pair(rt, owner, "warmup", "worker")
     t = _text(p, _at(&top, T_ROUTE))
     return _pair(rt, owner, "direct", _b(p, t))

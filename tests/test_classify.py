@@ -38,7 +38,7 @@ def test_the_extension_is_built() -> None:
 
 def test_at_least_three_samples_per_kind() -> None:
     counts = collections.Counter(kind for kind, _, _ in SAMPLES)
-    assert len(counts) >= 22
+    assert len(counts) >= 23
     assert min(counts.values()) >= 3, counts
 
 
@@ -73,6 +73,18 @@ def test_route_key_is_configurable() -> None:
     assert Classifier(scan, route_key="op")(b'{"op": "sync", "action": "x"}') == ("direct", "sync")
 
 
+@pytest.mark.parametrize("classifier", BOTH)
+def test_warmup_pings_only_where_no_aws_shape_claims_the_event(classifier: Classifier) -> None:
+    eventbridge = {"source": "serverless-plugin-warmup", "detail-type": "x", "detail": {}}
+    assert classifier(orjson.dumps(eventbridge)).kind == "eventbridge"
+    sqs = {"Records": [{"eventSource": "aws:sqs", "eventSourceARN": "q"}], "warmer": True}
+    assert classifier(orjson.dumps(sqs)).kind == "sqs"
+    # lambda-warmer's flag is the JSON `true` itself, and a truncated ping is still one.
+    assert classifier(b'{"warmer" : true , "concurrency": 2}') == ("warmup", "lambda-warmer")
+    assert classifier(b'{"warmer":1}').kind == "direct"
+    assert classifier(b'{"warmer":true').kind == "warmup"
+
+
 def _mutations(raw: bytes, rnd: random.Random) -> list[bytes]:
     cut = rnd.randrange(len(raw) + 1)
     pos = rnd.randrange(len(raw))
@@ -92,7 +104,7 @@ def test_twin_and_extension_agree_on_mutated_events(index: int, rnd: random.Rand
 
 _keys = st.sampled_from(
     ["Records", "eventSource", "version", "requestContext", "http", "detail", "source",
-     "detail-type", "routeKey", "rawPath", "action", "elb", "x"]
+     "detail-type", "routeKey", "rawPath", "action", "elb", "warmer", "worker", "x"]
 ) | st.text(max_size=5)  # fmt: skip
 _scalars = (
     st.none()
@@ -100,6 +112,7 @@ _scalars = (
     | st.integers(-(2**63), 2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text()
+    | st.sampled_from(["warmup", "serverless-plugin-warmup"])  # the warm-up rule's values
 )
 json_values = st.recursive(
     _scalars,

@@ -3,9 +3,10 @@
 `classify(raw)` returns the event's kind (`sqs`, `apigw-http`, `eventbridge`, … or
 `direct`) and a route key (HTTP method and path or `routeKey`; the source ARN of the first
 record; the bucket; EventBridge source and detail-type; for a direct invoke, the value of a
-configurable top-level key). Only the fields that decide are located (`worker.scan`); no
-value is parsed. Key order and whitespace do not matter, and what is not recognised is
-`direct`, never a wrong specific kind.
+configurable top-level key; for a warm-up ping, kind `warmup` and the warmer's name). Only
+the fields that decide are located (`worker.scan`); no value is parsed. Key order and
+whitespace do not matter, and what is not recognised is `direct`, never a wrong specific
+kind.
 
 With the compiled `worker._classify` (from `ext/classify.pyx`) built, the whole classification
 runs in C; without it, these same rules run here on the pure-Python twin scanner
@@ -18,6 +19,10 @@ from __future__ import annotations
 
 from types import ModuleType
 from typing import Any, NamedTuple
+
+#: The kind of a warm-up ping (serverless-plugin-warmup's, lambda-warmer's, or ours): the
+#: runtime answers it itself (`worker.pool`), and its route names which of the three it is.
+WARMUP = "warmup"
 
 
 class Classification(NamedTuple):
@@ -43,7 +48,7 @@ _TOP = frozenset(
         b"bootstrapServers", b"source", b"detail-type", b"detail", b"awslogs",
         b"triggerSource", b"userPoolId", b"RequestType", b"ResponseURL", b"StackId", b"type",
         b"methodArn", b"routeArn", b"authorizationToken", b"deliveryStreamArn", b"invocationId",
-        b"applicationArn",
+        b"applicationArn", b"warmer", b"worker",
     )
 )  # fmt: skip
 _CONTEXT = frozenset((b"elb", b"http", b"domainName"))
@@ -166,6 +171,15 @@ class Classifier:
             if b"httpMethod" in top and b"resource" in top:
                 kind_name = "apigw-http-v1" if version == b"1.0" else "apigw-rest"
                 return _result(kind_name, _join(get(b"httpMethod"), get(b"resource")))
+        # Warm-up pings come last: only what no AWS shape claimed is one (an EventBridge
+        # event from a source named so stays EventBridge's).
+        if get(b"source") == b"serverless-plugin-warmup":
+            return WARMUP, "serverless-plugin-warmup"
+        warmer = top.get(b"warmer")
+        if warmer is not None and buf[warmer[0] : warmer[1]] == b"true":
+            return WARMUP, "lambda-warmer"
+        if get(b"worker") == b"warmup":
+            return WARMUP, "worker"
         return _result("direct", get(self.route_key))
 
     def _records(self, buf: bytes, first: Span) -> tuple[str, str] | None:

@@ -139,6 +139,13 @@ SETTINGS: dict[str, Setting] = {
     "routes": Setting(
         env="WORKER_ROUTES", flag=None, parse=str, help="ROUTE=sprinter|marathon,… overrides"
     ),
+    "warmup": Setting(
+        env="WORKER_WARMUP",
+        flag=None,
+        parse=str,
+        help='on: warm-up pings (serverless-plugin-warmup, lambda-warmer, {"worker": "warmup"})'
+        " are answered by the runtime, never the handler; off: the handler gets them",
+    ),
     "runtime_api_attempts": Setting(
         env="WORKER_RUNTIME_API_ATTEMPTS",
         flag=None,
@@ -386,6 +393,7 @@ class Config:
     marathon_seconds: float = 1.0
     marathon_bytes: int = 1024 * 1024
     routes: str = ""
+    warmup: str = "on"  # WORKER_WARMUP: on|off
     runtime_api: str = ""  # AWS_LAMBDA_RUNTIME_API: host:port of the Runtime API
     runtime_api_attempts: int = 10
     runtime_api_pipeline: int = 1
@@ -459,6 +467,8 @@ class Config:
                 # 0 is how the defaults are kept (sized from the cores, or the slots); a
                 # user who writes 0 means something else, so it is refused, not ignored.
                 raise ValueError(f"{name} must be >= 1 (leave it unset for the default), got 0")
+        if "warmup" in values:
+            values["warmup"] = str(values["warmup"]).strip().lower()
         if "invoke_mode" in values:
             values["invoke_mode"] = str(values["invoke_mode"]).strip().upper()
         if "log_format" in values:
@@ -506,6 +516,8 @@ class Config:
             raise ValueError(
                 f"invoke_mode must be BUFFERED or RESPONSE_STREAM, got {self.invoke_mode!r}"
             )
+        if self.warmup not in ("on", "off"):
+            raise ValueError(f"warmup (WORKER_WARMUP) must be on or off, got {self.warmup!r}")
         if self.max_streamed_response < 1:
             raise ValueError("max_streamed_response must be >= 1")
         if self.mode == "sqs" and not self.queue_url:

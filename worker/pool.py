@@ -17,6 +17,7 @@ from types import AsyncGeneratorType
 from typing import Any
 
 from worker import environment, streaming, syncloop, tracing
+from worker.classify import WARMUP
 from worker.config import Config
 from worker.context import LambdaContext
 from worker.errors import LambdaError, from_exception, queue_timed_out, timed_out
@@ -40,6 +41,10 @@ WATCH_INTERVAL = 0.02
 #: observing every invocation was 0.7 µs of the 7 the HTTP path spends per request.
 OBSERVE_ALL_FROM = 0.001
 OBSERVE_EVERY = 8
+
+#: The answer to a warm-up ping. Neither serverless-plugin-warmup nor lambda-warmer reads
+#: what the function returns; this says, to anyone who looks, that the runtime took it.
+WARMED = {"warmed": True}
 
 
 def shutdown_error() -> LambdaError:
@@ -93,6 +98,7 @@ class Pool:
         self.lanes = lanes
         self.config = config
         self.metrics = metrics
+        self.warmup = config.warmup == "on"
         slots = sum(lane.slots for lane in lanes.all)
         # A sync handler's thread that outlives its deadline cannot be stopped: its slot
         # goes on with a spare thread, one per slot at most (`_outlive`).
@@ -174,7 +180,15 @@ class Pool:
         self._check_every, self._check = max(1, invocations), check
 
     def submit(self, job: Job) -> bool:
-        """Admit a job into its lane, or False when the lane is full (answer 429)."""
+        """Admit a job into its lane, or False when the lane is full (answer 429).
+
+        A warm-up ping (`WARMUP`, while `WORKER_WARMUP` is on) is answered here, in every
+        mode: the environment is warm once it is read, so no lane, slot or handler is
+        needed, and no route profile learns from a no-op."""
+        if job.kind == WARMUP and self.warmup:
+            self.metrics.inc("worker_warmup_total", (("source", job.route),))
+            job.reply(WARMED, None)
+            return True
         lane = self.lanes.choose(job)
         if lane.offer(job):
             return True

@@ -552,6 +552,30 @@ def direct() -> list[Sample]:
         ("direct", "resize", {"action": "resize", "width": 100, "version": "2.0"}),
         ("direct", "", {"key1": "value1", "Records": [{"eventSource": "custom:thing"}]}),
         ("direct", "", {"version": "0", "detail": {"not": "eventbridge"}, "resource": "/x"}),
+        # Near misses of the warm-up shapes are direct invokes.
+        ("direct", "", {"warmer": False, "concurrency": 3}),
+        ("direct", "", {"source": "serverless-plugin-warmup-v2", "worker": "warm"}),
+    ]
+
+
+def warmup() -> list[Sample]:
+    # serverless-plugin-warmup's default payload; lambda-warmer's ping and one of the
+    # invocations it fans out to (`__WARMER_INVOCATION__` of `__WARMER_CONCURRENCY__`);
+    # the runtime's own shape.
+    return [
+        ("warmup", "serverless-plugin-warmup", {"source": "serverless-plugin-warmup"}),
+        ("warmup", "lambda-warmer", {"warmer": True, "concurrency": 3}),
+        (
+            "warmup",
+            "lambda-warmer",
+            {
+                "warmer": True,
+                "__WARMER_INVOCATION__": 2,
+                "__WARMER_CONCURRENCY__": 3,
+                "__WARMER_CORRELATIONID__": "1700000000000-0042",
+            },
+        ),
+        ("warmup", "worker", {"worker": "warmup"}),
     ]
 
 
@@ -559,6 +583,6 @@ def corpus() -> list[Sample]:
     builders = (
         apigw_rest, apigw_http_v1, apigw_http, function_url, apigw_authorizer, alb, lambda_edge,
         sqs, sns, s3, dynamodb, kinesis, firehose, ses, eventbridge, schedule, cloudwatch_logs,
-        kafka, mq, cognito, cfn_custom_resource, direct,
+        kafka, mq, cognito, cfn_custom_resource, warmup, direct,
     )  # fmt: skip
     return [sample for build in builders for sample in build()]

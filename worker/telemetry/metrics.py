@@ -46,6 +46,11 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "worker_in_flight": ("gauge", "Invocations running in a slot, by lane."),
     "worker_queue_depth": ("gauge", "Invocations waiting for a slot, by lane."),
     "worker_invocation_duration_seconds": ("histogram", "Handler time per invocation."),
+    "worker_warmup_total": (
+        "counter",
+        "Warm-up pings answered by the runtime (never the handler), by warmer: "
+        "serverless-plugin-warmup, lambda-warmer or worker.",
+    ),
     "worker_restarts_total": ("counter", "Worker processes replaced after they died."),
     "worker_queue_expired_total": (
         "counter",
