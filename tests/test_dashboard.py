@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from tests.client import invoke, request
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Proc
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
@@ -89,3 +92,96 @@ async def test_the_dashboard_renders_and_moves_under_load(serve) -> None:
     rps = re.search(r'id="v-rps">([^<]+)<', dom).group(1)  # type: ignore[union-attr]
     assert re.fullmatch(r"[0-9.]+", rps) and float(rps) > 0, rps  # throughput seen under load
     assert Path(shot).stat().st_size > 10_000  # a real picture, kept for people to look at
+
+
+PLATFORMS = (
+    "Lambda on demand",
+    "Lambda provisioned",
+    "Lambda Managed Instances",
+    "Fargate",
+    "EC2 on demand",
+)
+
+
+async def _outlook(port: int, until: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """Poll the dashboard's feed until its outlook shows the state `until` waits for (the
+    worker samples its registry once a second)."""
+    ahead: dict[str, Any] = {}
+    for _ in range(3000):
+        stats = orjson.loads((await request(port, "GET", "/_worker/stats")).body)
+        ahead = stats["outlook"]
+        if until(ahead):
+            return ahead
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the outlook never showed the awaited state: {ahead}")
+
+
+def _depth(ahead: dict[str, Any]) -> float:
+    """The sprinter lane's queue depth in the last sample (none before the first one)."""
+    return float(ahead["lanes"].get("sprinter", {}).get("depth", 0))
+
+
+def _deeper(depth: float, ahead: dict[str, Any]) -> bool:
+    return _depth(ahead) >= depth
+
+
+def _text(dom: str, element: str) -> str:
+    return re.search(rf'id="{element}"[^>]*>([^<]*)<', dom).group(1)  # type: ignore[union-attr]
+
+
+async def test_the_dashboard_warns_of_saturation_before_any_429(
+    serve: Callable[..., Proc], tmp_path: Path
+) -> None:
+    # One slot and a queue of four in one lane; no time bound on the wait, so only the
+    # count refuses. A window longer than the test: the rise stays in the fitted trend.
+    srv = serve(
+        "tests.apps.basic.gate",
+        *("--workers", "1", "--concurrency", "1", "--queue-size", "4", "--queue-wait", "0"),
+        env={"WORKER_OUTLOOK_WINDOW": "600"},
+    )
+    quick, held = tmp_path / "quick", tmp_path / "held"
+    quick.mkdir()
+    held.mkdir()
+    (quick / "release").touch()
+    await _outlook(srv.admin_port, lambda a: bool(a["lanes"]))  # the first sample is taken
+    for _ in range(10):  # invocations that finish in the window: what the cost is fed
+        assert (await invoke(srv.port, {"dir": str(quick)})).status == 200
+    await _outlook(srv.admin_port, lambda a: a["cost"] is not None)
+    url = f"http://127.0.0.1:{srv.admin_port}/_worker/dashboard"
+    pending = [asyncio.ensure_future(invoke(srv.port, {"dir": str(held)}))]  # takes the slot
+    try:
+        for depth in (1, 2, 3):  # the queue rises, one more waiting per sample or so
+            pending.append(asyncio.ensure_future(invoke(srv.port, {"dir": str(held)})))
+            await _outlook(srv.admin_port, functools.partial(_deeper, depth))
+        ahead = await _outlook(srv.admin_port, lambda a: a["saturation"] is not None)
+        assert ahead["saturation"]["lane"] == "sprinter" and ahead["saturation"]["seconds"] > 0
+        assert ahead["throttle"]["rejections"] == 0  # the warning comes before any 429
+        assert ahead["lanes"]["sprinter"]["utilisation"] == 1.0
+        assert [row["platform"] for row in ahead["cost"]["per_hour"]] == list(PLATFORMS)
+
+        dom = await _headless(url, "--dump-dom")
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "dashboard-outlook.png"
+        shot.unlink(missing_ok=True)
+        await _headless(url, f"--screenshot={shot}")
+        assert 'data-saturation="warning"' in dom
+        assert "reaches its bound" in _text(dom, "forecast")
+        assert _text(dom, "v-throttle") == "0.00 %"
+        for platform in PLATFORMS:  # the cost panel lists every platform
+            assert f"<td>{platform}</td>" in dom or f'<td class="">{platform}</td>' in dom
+        assert Path(shot).stat().st_size > 10_000
+
+        # The fourth waiting request fills the queue; the fifth is refused.
+        pending.append(asyncio.ensure_future(invoke(srv.port, {"dir": str(held)})))
+        await _outlook(srv.admin_port, lambda a: _depth(a) >= 4)
+        assert (await invoke(srv.port, {"dir": str(held)})).status == 429
+        ahead = await _outlook(srv.admin_port, lambda a: (a["throttle"]["rate"] or 0) > 0)
+        assert ahead["saturation"]["seconds"] == 0
+        dom = await _headless(url, "--dump-dom")
+        throttle = _text(dom, "v-throttle")
+        assert re.fullmatch(r"[0-9.]+ %", throttle) and float(throttle[:-2]) > 0, throttle
+        assert "at its bound" in _text(dom, "forecast")
+    finally:
+        (held / "release").touch()
+        answers = await asyncio.gather(*pending)
+    assert [a.status for a in answers] == [200] * 5

@@ -3,7 +3,7 @@ builds it, installed into a fresh venv away from the source tree, and the image'
 ENTRYPOINT + CMD run from there in both modes on a read-only root filesystem with only
 /tmp writable (Lambda's layout; a private mount namespace), HOME and the working
 directory read-only among the rest. Plus hadolint on the Dockerfile and cfn-lint on every
-deploy/ template.
+deploy/ template, and the templates' scaling read the metric the runtime writes.
 """
 
 from __future__ import annotations
@@ -18,11 +18,15 @@ import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.client import invoke
 from tests.conftest import ROOT, free_port, wait_answering
+from worker.config import Config
+from worker.telemetry import utilisation
+from worker.telemetry.emf import DEFAULT_NAMESPACE
 
 #: What the Dockerfile's builder stage copies (and .dockerignore lets through).
 BUILD_INPUTS = ["pyproject.toml", "setup.py", "README.md", "ext", "worker", "handlers"]
@@ -221,3 +225,108 @@ def test_every_template_is_linted() -> None:
         "lambda.yaml",
         "lambda-lmi.yaml",
     }
+
+
+def _template(name: str) -> dict[str, Any]:
+    """A template as CloudFormation reads it (short-form tags as their long forms)."""
+    from cfnlint.decode import cfn_yaml
+
+    loaded: dict[str, Any] = cfn_yaml.load(str(ROOT / "deploy" / name))
+    return loaded
+
+
+def _alarms(template: dict[str, Any]) -> dict[str, tuple[set[str], Any]]:
+    """Each alarm's metric names (metric math's included) and threshold."""
+    alarms = {}
+    for name, res in template["Resources"].items():
+        if res["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        props = res["Properties"]
+        metrics = {props["MetricName"]} if "MetricName" in props else set()
+        for query in props.get("Metrics", []):
+            if "MetricStat" in query:
+                metrics.add(query["MetricStat"]["Metric"]["MetricName"])
+        alarms[name] = (metrics, props["Threshold"])
+    return alarms
+
+
+def _env(template: dict[str, Any], task: str) -> dict[str, Any]:
+    [container] = template["Resources"][task]["Properties"]["ContainerDefinitions"]
+    return {pair["Name"]: pair["Value"] for pair in container["Environment"]}
+
+
+@pytest.mark.parametrize(
+    ("policy", "task"),
+    [("HttpScaling", "HttpTaskDefinition"), ("WorkerUtilizationScaling", "WorkerTaskDefinition")],
+)
+def test_ecs_services_track_the_utilisation_their_tasks_write(policy: str, task: str) -> None:
+    ecs = _template("ecs.yaml")
+    config = ecs["Resources"][policy]["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    metric = config["CustomizedMetricSpecification"]
+    env = _env(ecs, task)
+    # The name the runtime writes (one constant), in the namespace and service its tasks use.
+    assert metric["MetricName"] == utilisation.METRIC
+    assert metric["Namespace"] == env["POWERTOOLS_METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+    assert ecs["Parameters"]["MetricsNamespace"]["Default"] == DEFAULT_NAMESPACE
+    assert metric["Dimensions"] == [{"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]}]
+    assert metric["Statistic"] == "Average"  # over every process of every task
+    assert Config.from_env({"WORKER_EMF_INTERVAL": env["WORKER_EMF_INTERVAL"]}).emf_interval > 0
+    assert 0 < ecs["Parameters"]["TargetUtilization"]["Default"] <= 1  # a share, as written
+
+
+def test_ecs_scales_on_backlog_and_schedule_above_a_warm_floor_not_on_cpu() -> None:
+    ecs = _template("ecs.yaml")
+    res = ecs["Resources"]
+    policies = [r["Properties"] for r in res.values() if r["Type"].endswith("ScalingPolicy")]
+    assert not any("PredefinedMetricSpecification" in str(p) for p in policies)
+    backlog = res["WorkerScaling"]["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    queries = backlog["CustomizedMetricSpecification"]["Metrics"]
+    names = {q["MetricStat"]["Metric"]["MetricName"] for q in queries if "MetricStat" in q}
+    assert names == {"ApproximateNumberOfMessagesVisible", "RunningTaskCount"}
+    http = res["HttpScalableTarget"]["Properties"]
+    assert http["MinCapacity"] == res["HttpService"]["Properties"]["DesiredCount"]
+    assert http["MinCapacity"] == {"Ref": "WarmTasks"}
+    condition, actions, _ = http["ScheduledActions"]["Fn::If"]
+    assert condition == "Scheduled" and ecs["Parameters"]["PeakSchedule"]["Default"] == ""
+    assert [a["ScalableTargetAction"]["MinCapacity"] for a in actions] == [
+        {"Ref": "PeakWarmTasks"},
+        {"Ref": "WarmTasks"},
+    ]
+
+
+def test_lambda_alias_has_a_scheduled_and_a_target_tracking_policy() -> None:
+    lam = _template("lambda.yaml")
+    res = lam["Resources"]
+    target = res["ProvisionedTarget"]["Properties"]
+    assert target["ScalableDimension"] == "lambda:function:ProvisionedConcurrency"
+    condition, actions, _ = target["ScheduledActions"]["Fn::If"]
+    assert condition == "Scheduled" and lam["Parameters"]["PeakSchedule"]["Default"] == ""
+    assert [a["ScalableTargetAction"]["MinCapacity"] for a in actions] == [
+        {"Ref": "PeakProvisionedConcurrency"},
+        {"Ref": "ProvisionedConcurrency"},
+    ]
+    policy = res["ProvisionedScalingPolicy"]["Properties"]
+    assert policy["PolicyType"] == "TargetTrackingScaling"
+    assert policy["ScalingTargetId"] == {"Ref": "ProvisionedTarget"}
+
+
+@pytest.mark.parametrize(
+    ("template", "cpu"),
+    [("lambda.yaml", None), ("lambda-lmi.yaml", "ExecutionEnvironmentCPUUtilization")],
+)
+def test_lambda_templates_alarm_on_throttles_errors_duration_and_cpu(
+    template: str, cpu: str | None
+) -> None:
+    alarms = list(_alarms(_template(template)).values())
+    assert ({"Throttles", "Invocations"}, 1) in alarms  # throttled share above 1 %
+    assert ({"Errors"}, 0) in alarms
+    assert any(metrics == {"Duration"} for metrics, _ in alarms)
+    assert cpu is None or ({cpu}, 80) in alarms
+
+
+def test_ecs_alarms_on_each_services_cpu_errors_and_slow_answers() -> None:
+    alarms = _alarms(_template("ecs.yaml"))
+    assert alarms["HttpCpuAlarm"] == alarms["WorkerCpuAlarm"] == ({"CPUUtilization"}, 80)
+    assert alarms["HttpErrorAlarm"][0] == {"HTTPCode_Target_5XX_Count"}
+    assert alarms["HttpDurationAlarm"][0] == {"TargetResponseTime"}
+    assert alarms["DeadLetterAlarm"][0] == {"ApproximateNumberOfMessagesVisible"}

@@ -16,6 +16,9 @@ SLOTS_PER_CORE = 16
 
 #: Lambda's synchronous payload limit: 6 MiB, plus the 100 bytes the Runtime API allows.
 DEFAULT_MAX_PAYLOAD = 6 * 1024 * 1024 + 100
+#: The utilisation EMF period on ECS when WORKER_EMF_INTERVAL is not given: CloudWatch's
+#: standard resolution, at which target tracking reads it (`worker.telemetry.utilisation`).
+EMF_INTERVAL_ON_ECS = 60.0
 #: Counts whose default (0: sized from the machine) cannot be asked for by writing 0.
 COUNTS = ("processes", "concurrency", "queue_size")
 
@@ -74,6 +77,13 @@ SETTINGS: dict[str, Setting] = {
         parse=float,
         help="refuse (429) a wait for a slot past this share of the lane's typical"
         " invocation time; 0: the queue size alone bounds it",
+    ),
+    "outlook_window": Setting(
+        env="WORKER_OUTLOOK_WINDOW",
+        flag=None,
+        parse=float,
+        help="seconds of samples Mission Control fits the queue trend over and measures"
+        " rates, throttling and cost across",
     ),
     "queue_wait_min_ms": Setting(
         env="WORKER_QUEUE_WAIT_MIN_MS",
@@ -239,6 +249,13 @@ SETTINGS: dict[str, Setting] = {
         parse=int,
         help="Lambda mode: metrics as CloudWatch EMF lines on stdout (1) or not (0)",
     ),
+    "emf_interval": Setting(
+        env="WORKER_EMF_INTERVAL",
+        flag=None,
+        parse=float,
+        help="seconds between the slot utilisation's EMF lines on stdout, in any mode (0: off;"
+        " unset: every EMF_INTERVAL_ON_ECS on ECS, else off)",
+    ),
     "log_level": Setting(
         env="AWS_LAMBDA_LOG_LEVEL",
         flag=None,
@@ -370,6 +387,7 @@ class Config:
     queue_size: int = 0  # 0: 2 x concurrency
     queue_wait: float = 0.5
     queue_wait_min_ms: float = 5.0
+    outlook_window: float = 120.0
     timeout: float = 300.0
     init_timeout: float = 900.0
     max_payload: int = DEFAULT_MAX_PAYLOAD
@@ -404,12 +422,15 @@ class Config:
     #: Set by the supervisor after the init phase: every call runs a web framework.
     frameworks: bool = False
     emf: int = 1
+    emf_interval: float = 0.0  # 0: no utilisation lines (`from_env` turns them on on ECS)
     sync_on_loop_ms: float = 1.0
     max_invocations: int = 0
     max_connections: int = 10000
     max_rss_mb: int = 0
     feed: int = 0
     feed_event: str = "{}"
+    snapstart: int = 0
+    initialization_type: str = ""  # on-demand, provisioned-concurrency or snap-start
     queue_url: str = ""
     batch_size: int = 10
     pollers: int = 2
@@ -459,6 +480,8 @@ class Config:
         ):
             if env.get(var):
                 values[key] = env[var]
+        if "emf_interval" not in values and env.get("ECS_CONTAINER_METADATA_URI_V4"):
+            values["emf_interval"] = EMF_INTERVAL_ON_ECS  # the log driver ships them
         if env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "").isdigit():
             values["memory_mb"] = int(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"])
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -502,6 +525,7 @@ class Config:
             "queue_wait_min_ms",
             "sync_on_loop_ms",
             "feed",
+            "emf_interval",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -532,7 +556,14 @@ class Config:
             raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
         if self.pollers < 1 or self.visibility_timeout < 0:
             raise ValueError("pollers must be >= 1 and visibility_timeout >= 0")
-        for name in ("timeout", "init_timeout", "grace", "header_timeout", "body_timeout"):
+        for name in (
+            "timeout",
+            "init_timeout",
+            "grace",
+            "header_timeout",
+            "body_timeout",
+            "outlook_window",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         self._validate_state()

@@ -33,7 +33,7 @@ from worker.sources.http import Front
 from worker.sources.pollgate import PollGate
 from worker.sources.runtime_api import RuntimeApiSource
 from worker.sources.sqs import SqsSource
-from worker.telemetry import egress
+from worker.telemetry import egress, outlook, utilisation
 from worker.telemetry.emf import Emf
 from worker.telemetry.metrics import Metrics, SnapshotStore, merge, render
 
@@ -78,13 +78,23 @@ class WorkerProcess:
         self.metrics = Metrics()
         self.stopping: asyncio.Event | None = None
         self.emf: Emf | None = None
+        self.usage: utilisation.Utilisation | None = None  # busy slots ÷ slots, as EMF
         self.recycle = ""  # why this worker is recycling itself, once it is
+        self.outlook: outlook.History | None = None  # Mission Control's samples
+        self.offload: offload.Offload | None = None  # the offload lane's sender, when set
 
     def stats_json(self) -> bytes:
         """Every process's registry, by process (the dashboard's feed)."""
         processes = self.store.read_named(skip=self.name)
         processes[self.name] = self.metrics.snapshot()
-        return orjson.dumps({"time": time.time(), "processes": processes})
+        if self.outlook is not None:
+            processes[self.name]["outlook"] = self.outlook.summary()
+        ahead = outlook.combine(
+            (snap.get("outlook", {}) for snap in processes.values()),
+            self.config.outlook_window,
+            memory_mb=self.config.memory_mb,
+        )
+        return orjson.dumps({"time": time.time(), "processes": processes, "outlook": ahead})
 
     def metrics_text(self) -> str:
         return render(merge([self.metrics.snapshot(), *self.store.read_all(skip=self.name)]))
@@ -99,10 +109,7 @@ class WorkerProcess:
             self.metrics.restore(previous)
         if self.config.mode == "lambda" and self.config.emf:
             # Nobody scrapes a Lambda function: its metrics go out as EMF log lines.
-            self.emf = Emf(
-                os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "runtime-worker"),
-                os.environ.get("POWERTOOLS_SERVICE_NAME", self.config.function_name),
-            )
+            self.emf = Emf.from_env(self.config.function_name)
             self.metrics.listen(self.emf.record, self.emf.record_invocations)
         worker_tmp = scratch.enter_worker_dir(self.root)
         # An ASGI app's lifespan startup: once per worker, on its own loop, before it serves.
@@ -116,6 +123,11 @@ class WorkerProcess:
                 return EXIT_INIT_FAILED
         slots = self.config.slots_for(self.index)
         lanes = self._lanes(slots)
+        self.usage = utilisation.start(self.config, lanes.all)
+        self.outlook = outlook.History(
+            self.config.outlook_window,
+            {lane.name: (lane.slots, lane.queue_size) for lane in lanes.all},
+        )
         pool = Pool(
             self.handler,
             lanes,
@@ -167,6 +179,8 @@ class WorkerProcess:
             await durable_service.stop()
         await clients.close()
         self._flush_emf()
+        if self.usage is not None:
+            self.usage.close()
         self.store.write(self.name, self.metrics.snapshot() | {"gauges": {}})
         log.info("worker stopped", extra={"fields": {"pid": os.getpid(), "drained": finished}})
         if self.recycle:
@@ -374,9 +388,14 @@ class WorkerProcess:
             if self.config.max_rss_mb:
                 self._check_memory()
             self._flush_emf()  # what the slots finished since the last tick
+            if self.usage is not None:
+                self.usage.tick()
             if beats % 2 == 0:
+                snap = self.metrics.snapshot()
+                if self.outlook is not None:
+                    snap["outlook"] = self.outlook.sample(snap)
                 try:
-                    self.store.write(self.name, self.metrics.snapshot())
+                    self.store.write(self.name, snap)
                 except OSError:
                     log.warning("could not write the metrics snapshot")
 

@@ -4,6 +4,9 @@ One self-contained HTML file (`dashboard.html`, shipped in the package: no CDN, 
 library, a few canvases drawn by hand) that polls `/_worker/stats` — every worker
 process's registry, by process — once a second and charts throughput, p50/p99 latency,
 in-flight per worker, queue depth and 429s per lane, batch size per model and restarts.
+It also draws what the server looks ahead with (`outlook`, in the same feed): utilisation
+per lane, the throttle rate against the 1 % line, the saturation forecast as a warning
+banner, and the cost per hour on each platform at the current rate.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""CloudWatch embedded metric format (EMF) lines, in Powertools' shape, for Lambda mode.
+"""CloudWatch embedded metric format (EMF) lines, in Powertools' shape: Lambda mode's metrics,
+and the slot utilisation any mode reports (`worker.telemetry.utilisation`).
 
 In Lambda there is no one to scrape `/_worker/metrics`: metrics go to CloudWatch through
 the function's log stream. Each flush writes one JSON line per set of dimensions:
@@ -19,6 +20,7 @@ POWERTOOLS_SERVICE_NAME (default: the function's name).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -30,6 +32,8 @@ from worker.telemetry.metrics import Labels
 
 #: CloudWatch takes at most this many values of one metric in one EMF event.
 MAX_VALUES = 100
+#: The namespace when POWERTOOLS_METRICS_NAMESPACE is unset (the templates' default too).
+DEFAULT_NAMESPACE = "runtime-worker"
 
 #: Registry metric -> (EMF name, unit, scale). Counters become one value per event.
 NAMES: dict[str, tuple[str, str, float]] = {
@@ -64,16 +68,29 @@ class Emf:
         self.values: dict[Key, list[float]] = {}
         self.lock = threading.Lock()  # sync handlers' threads may record too
 
+    @classmethod
+    def from_env(cls, service: str) -> Emf:
+        """Powertools' namespace and service (POWERTOOLS_METRICS_NAMESPACE,
+        POWERTOOLS_SERVICE_NAME), `service` when the latter is unset."""
+        return cls(
+            os.environ.get("POWERTOOLS_METRICS_NAMESPACE", DEFAULT_NAMESPACE),
+            os.environ.get("POWERTOOLS_SERVICE_NAME", service),
+        )
+
     def record(self, name: str, labels: Labels, value: float) -> None:
         """A registry observation (the `Metrics` listener): mapped, then kept."""
         mapped = NAMES.get(name)
         if mapped is None:
             return
         emf_name, unit, scale = mapped
-        full = False
+        self.put(emf_name, unit, labels, round(value * scale, 3))
+
+    def put(self, name: str, unit: str, labels: Labels, value: float) -> None:
+        """One value of an EMF metric as it is named in CloudWatch, kept for the next
+        `flush` (sooner when the metric reaches MAX_VALUES)."""
         with self.lock:
-            values = self.values.setdefault((labels, emf_name, unit), [])
-            values.append(round(value * scale, 3))
+            values = self.values.setdefault((labels, name, unit), [])
+            values.append(value)
             full = len(values) >= MAX_VALUES
         if full:
             self.flush()
