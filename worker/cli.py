@@ -1,5 +1,5 @@
 """Command line: `worker [serve|lambda|sqs|emulate] HANDLER [options]`, and the tools
-(`worker executions`, `worker cost`)."""
+(`worker executions`, `worker cost`, `worker forecast`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from worker.config import SETTINGS, Config
 
-COMMANDS = ("serve", "lambda", "sqs", "emulate", "executions", "cost")
+COMMANDS = ("serve", "lambda", "sqs", "emulate", "executions", "cost", "forecast")
 FORMS = """\
 forms:
   worker HANDLER [options]                  lambda if AWS_LAMBDA_RUNTIME_API is set, else serve
@@ -21,6 +21,7 @@ forms:
   worker emulate [options] -- COMMAND ...   the same around any runtime command
   worker executions show NAME               a durable execution's status and history
   worker cost --rps R --duration-ms D …     the monthly cost on each platform (--help)
+  worker forecast --from SOURCE …           24h to 7d ahead and capacity scheduled for it (--help)
 
 HANDLER: module.function, path/module.function, /abs/path/module.function, module:function
 (an ASGI or WSGI app too). Every option also has an environment variable (shown above).
@@ -70,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from worker.cost.command import main as cost
 
         raise SystemExit(cost(argv[1:]))
+    if argv and argv[0] == "forecast":  # `worker forecast …`: its own arguments
+        from worker.forecast.command import main as forecast
+
+        raise SystemExit(forecast(argv[1:]))
     # `worker emulate [options] -- COMMAND …`: everything after `--` is the runtime command.
     command: list[str] = []
     if "--" in argv:
