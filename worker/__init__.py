@@ -1,12 +1,21 @@
-"""runtime-worker: Lambda-style handlers at high throughput in one execution environment."""
+"""runtime-worker: Lambda-style handlers at high throughput in one execution environment.
+
+The names below are imported on first use (PEP 562): `import worker` costs next to
+nothing at a cold start, and a function that never uses idempotency, durable executions
+or models never loads them.
+"""
 
 from __future__ import annotations
 
-from worker.context import LambdaContext
-from worker.durable import Durable, durable
-from worker.errors import LambdaError
-from worker.idempotency import idempotent
-from worker.inference.registry import model
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worker.context import LambdaContext
+    from worker.durable import Durable, durable
+    from worker.errors import LambdaError
+    from worker.idempotency import idempotent
+    from worker.inference.registry import model
 
 __all__ = [
     "Durable",
@@ -18,3 +27,26 @@ __all__ = [
     "model",
 ]
 __version__ = "0.1.0"
+
+#: Each public name, and the module it comes from.
+_LAZY = {
+    "LambdaContext": "worker.context",
+    "Durable": "worker.durable",
+    "durable": "worker.durable",
+    "LambdaError": "worker.errors",
+    "idempotent": "worker.idempotency",
+    "model": "worker.inference.registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'worker' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

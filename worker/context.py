@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from worker import aws, scratch
-from worker.inference import host
+from worker import scratch
 
 if TYPE_CHECKING:
     from worker.jobs import Job
@@ -177,12 +176,16 @@ class LambdaContext:
         blocks its thread until the batch has run). Requests still waiting when the
         invocation's deadline passes never reach the model.
         """
+        from worker.inference import host  # only a function that uses a model loads it
+
         return host.infer(name, item, self.deadline)
 
     def client(self, service: str, **kwargs: Any) -> Any:
         """This process's pooled AWS client for `service` (`region_name=`, `endpoint_url=`
         optional): `await context.client("s3")` in an async handler (aiobotocore), a plain
         call from a sync one (boto3). Created once per process, shared by all slots."""
+        from worker import aws  # only a function that asks for a client loads them
+
         return aws.current.client(service, **kwargs)
 
     def close(self) -> None:
