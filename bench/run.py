@@ -22,6 +22,7 @@ from typing import Any
 
 from bench import (
     classify,
+    coldstart_sim,
     http,
     inference,
     init_time,
@@ -29,6 +30,7 @@ from bench import (
     overload,
     plots,
     scenarios,
+    snapstart,
     soak,
     sqs,
     state,
@@ -50,6 +52,8 @@ STEPS = {
     "state": (40, 200),
     "init_time": (15, 30),
     "soak": (35, 310),
+    "coldstart_sim": (5, 10),
+    "snapstart": (30, 30),
 }
 
 
@@ -77,6 +81,8 @@ PARTS = (
     "state",
     "init_time",
     "soak",
+    "coldstart_sim",
+    "snapstart",
 )
 #: Where the report is published for readers of the repository (bench/results is not kept).
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
@@ -171,12 +177,16 @@ def run_all(out: Path, quick: bool, started: float) -> dict[str, Any]:
     progress("soak", quick, started)
     soak_args = ["--seconds", "30", "--kill-every", "10"] if quick else []
     soak_summary = soak.main([*soak_args, "--out", str(out)])
+    progress("coldstart_sim", quick, started)
+    sim_summary = coldstart_sim.main([*(["--quick"] if quick else []), "--out", str(out)])
+    progress("snapstart", quick, started)
+    snap_summary = snapstart.main(["--rounds", "5", "--out", str(out)])
     return dict(
         zip(
             PARTS,
             (summary, lam_summary, cls_summary, inf_summary, sqs_summary, ovl_summary,
              lanes_summary, scn_summary, web_summary, state_summary, init_summary,
-             soak_summary),
+             soak_summary, sim_summary, snap_summary),
             strict=True,
         )
     )  # fmt: skip
@@ -186,7 +196,7 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
     """report.md and the plots, from the benchmarks' summaries."""
     summary, lam_summary, cls_summary, inf_summary = (results[n] for n in PARTS[:4])
     sqs_summary, ovl_summary, lanes_summary, scn_summary = (results[n] for n in PARTS[4:8])
-    web_summary, state_summary, init_summary, soak_summary = (results[n] for n in PARTS[8:])
+    web_summary, state_summary, init_summary, soak_summary = (results[n] for n in PARTS[8:12])
     lam = importlib.import_module("bench.lambda")
     made = plots.main(["--out", str(out)])
     method = summary["method"]
@@ -322,6 +332,20 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
         "",
         soak.table(soak_summary),
         "",
+        "## Cold starts: on demand, reactive and the forecast's schedule (simulated)",
+        "",
+        "Method: `bench/coldstart_sim.py` (its docstring states the model); seeded synthetic "
+        "traces (`bench/traces.py`), the forecast trained on the weeks before the one replayed.",
+        "",
+        coldstart_sim.table(results["coldstart_sim"]),
+        "",
+        "## SnapStart: the first answer of a restored MiniLM function",
+        "",
+        f"Method: {results['snapstart']['method']['measure']}, under `worker emulate "
+        f"--snapstart`, {results['snapstart']['method']['rounds']} rounds, medians.",
+        "",
+        snapstart.table(results["snapstart"]),
+        "",
         "## Plots",
         "",
         *(f"![{name}]({name})" for name in made),
@@ -331,6 +355,7 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
     )
     headline_rows += headline_web_state(web_summary, state_summary, init_summary)
     headline_rows += soak.headline(soak_summary)
+    headline_rows += coldstart_sim.headline(results["coldstart_sim"])
     report[4:4] = ["## Headline: ours vs each baseline, same run", "", headline_rows, ""]
     (out / "report.md").write_text("\n".join(report) + "\n")
 

@@ -312,3 +312,86 @@ def test_a_late_answer_is_shown(caplog: pytest.LogCaptureFixture) -> None:
         api.expire(time.time() + 1)
         assert api.error(late.request_id, b"{}", None) == 410
     assert f"an answer for {late.request_id} came after its deadline (410)" in caplog.text
+
+
+# -- SnapStart (`worker emulate --snapstart`) ----------------------------------------------
+
+NEXT = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n\r\n"
+RESTORE_NEXT = b"GET /2018-06-01/runtime/restore/next HTTP/1.1\r\n\r\n"
+
+
+def _connected(api: RuntimeApi) -> tuple[RuntimeProtocol, _Transport]:
+    proto = RuntimeProtocol(api)
+    transport = _Transport()
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    return proto, transport
+
+
+def _status_and_body(data: bytes) -> tuple[int, bytes]:
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_a_next_before_the_restore_is_refused_in_lambdas_shape(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = RuntimeApi(queue_size=2, timeout=3, function_arn="arn", snapstart=True)
+    proto, transport = _connected(api)
+    with caplog.at_level(logging.INFO, "worker.emulator"):
+        proto.data_received(NEXT)  # during the init
+        other, held = _connected(api)
+        other.data_received(RESTORE_NEXT)
+        proto.data_received(NEXT)  # during the snapshot
+    assert held.writes == []  # the snapshot: restore/next is held
+    for write in transport.writes:
+        status, body = _status_and_body(write)
+        error = orjson.loads(body)
+        assert status == 403 and error["errorType"] == "InvalidStateTransition"
+        assert set(error) == {"errorMessage", "errorType"}
+    assert len(transport.writes) == 2
+    assert caplog.text.count("refused a /next before the restore") == 2
+
+
+def test_the_first_invoke_restores_then_the_runtime_polls() -> None:
+    api = RuntimeApi(queue_size=2, timeout=3, function_arn="arn", snapstart=True)
+    ready: list[str] = []
+    api.on_first_poll = lambda: ready.append("ready")
+    runtime, held = _connected(api)
+    runtime.data_received(RESTORE_NEXT)
+    assert api.phase == "snapshot" and ready == ["ready"]  # init done at the snapshot
+    runtime.data_received(NEXT)  # pipelined behind the held call: waits its turn
+    assert held.writes == []
+    _, job = recorder()
+    assert api.submit(job)
+    assert api.phase == "restored"
+    status, _ = _status_and_body(held.writes[0])
+    assert status == 200  # restore/next returned
+    assert job.request_id.encode() in held.writes[1]  # then the /next got the invoke
+
+
+def test_restore_next_outside_a_snapstart_init_is_refused() -> None:
+    for api in (
+        RuntimeApi(queue_size=2, timeout=3, function_arn="arn"),
+        RuntimeApi(queue_size=2, timeout=3, function_arn="arn", snapstart=True),
+    ):
+        if api.snapstart:
+            api.snapshot(lambda: None)  # the snapshot is taken once
+        proto, transport = _connected(api)
+        proto.data_received(RESTORE_NEXT)
+        assert _status_and_body(transport.writes[0])[0] == 403
+
+
+def test_a_restore_error_is_recorded_and_every_invoke_sees_it() -> None:
+    api = RuntimeApi(queue_size=2, timeout=3, function_arn="arn", snapstart=True)
+    body = b'{"errorMessage":"no db","errorType":"ConnectionError","stackTrace":[]}'
+    assert api.report_restore_error(body, "Runtime.AfterRestoreError") == 403  # not restored
+    api.snapshot(lambda: None)
+    seen, job = recorder()
+    api.submit(job)  # restores; queued for the runtime
+    assert api.report_restore_error(body, "Runtime.AfterRestoreError") == 202
+    assert api.restore_error is not None and api.restore_error.message == "no db"
+    assert seen[0][1] is not None and seen[0][1].error_type == "ConnectionError"
+    later, other = recorder()
+    api.submit(other)
+    assert later[0][1] is api.restore_error
+    assert api.report_restore_error(body, "Runtime.AfterRestoreError") == 403  # once

@@ -41,6 +41,7 @@ class Clients:
         self._sync: dict[Key, Any] = {}
         self._lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._reopen: tuple[list[Key], list[Key]] = [], []  # closed for a snapshot
 
     def _key(self, service: str, region_name: str | None, endpoint_url: str | None) -> Key:
         return service, region_name or region(), endpoint_url or endpoint(service)
@@ -112,6 +113,23 @@ class Clients:
         except RuntimeError:
             return self.get_sync(service, **kwargs)
         return self.get(service, **kwargs)
+
+    async def quiesce(self) -> None:
+        """Before a snapshot: close every client (their connections with them), noting
+        which were open, and let go of the session and the credentials it read."""
+        self._reopen = list(self._async), list(self._sync)
+        await self.close()
+        self._session = None
+
+    async def reopen(self) -> None:
+        """After a restore: the clients that were open, made again from a fresh session
+        (credentials read anew), so the first invocation does not pay for them."""
+        async_keys, sync_keys = self._reopen
+        self._reopen = [], []
+        for key in async_keys:
+            await self.get(*key)
+        for key in sync_keys:
+            self.get_sync(*key)
 
     async def close(self) -> None:
         await self._stack.aclose()

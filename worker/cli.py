@@ -41,7 +41,16 @@ def parser() -> argparse.ArgumentParser:
         "handler", nargs="?", help="module.function, path/module.function or module:function"
     )
     for name, setting in SETTINGS.items():
-        if setting.flag:
+        if setting.flag and setting.const is not None:
+            p.add_argument(
+                setting.flag,
+                dest=name,
+                action="store_const",
+                const=setting.const,
+                default=None,
+                help=f"{setting.help} (env {setting.env})",
+            )
+        elif setting.flag:
             p.add_argument(
                 setting.flag,
                 dest=name,

@@ -38,6 +38,8 @@ class Setting:
     flag: str | None
     parse: type
     help: str
+    #: A flag that takes no value: given, the setting is this (`--snapstart`).
+    const: Any = None
 
 
 # Every bound is a named setting; `from_env` and the CLI both read this table.
@@ -180,6 +182,22 @@ SETTINGS: dict[str, Setting] = {
         flag="--feed-event",
         parse=str,
         help="worker emulate: the JSON event --feed invokes with",
+    ),
+    "snapstart": Setting(
+        env="WORKER_EMULATE_SNAPSTART",
+        flag="--snapstart",
+        parse=int,
+        const=1,
+        help="worker emulate: play SnapStart's lifecycle (init, the snapshot at the runtime's"
+        " restore/next, restore at the first invoke); the runtime gets"
+        " AWS_LAMBDA_INITIALIZATION_TYPE=snap-start",
+    ),
+    "initialization_type": Setting(
+        env="AWS_LAMBDA_INITIALIZATION_TYPE",
+        flag=None,
+        parse=str,
+        help="Lambda mode, set by the platform: snap-start runs the snapshot and restore"
+        " lifecycle after init (worker.snapstart)",
     ),
     "queue_url": Setting(
         env="WORKER_SQS_QUEUE_URL", flag="--queue-url", parse=str, help="SQS queue to consume"

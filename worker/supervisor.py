@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 
-from worker import admin, environment, process, scratch, syncloop
+from worker import admin, environment, process, scratch, snapstart, syncloop
 from worker import handler as handlers
 from worker.config import Config
 from worker.errors import LambdaError
@@ -61,6 +61,8 @@ class Supervisor:
         self.listeners: Listeners | None = None
         #: Lambda mode: each worker's invocations in flight, by pid (`worker.inflight`).
         self.inflight: dict[int, Inflight] = {}
+        #: SnapStart's snapshot and restore, when the platform asks for it.
+        self.snapstart = snapstart.start(config)
 
     def run(self) -> int:
         cfg = self.config
@@ -185,6 +187,11 @@ class Supervisor:
             self._spawn(index, handler, listeners)
         respawn: list[tuple[float, int]] = []  # (when, index)
         kill_at = 0.0
+        if self.snapstart is not None and self.snapstart.run(caught) == "failed":
+            self.init_failed = self.stopping = True  # reported: the environment ends
+            for pid in self.workers:
+                _kill(pid, signal.SIGTERM)
+            kill_at = time.monotonic() + cfg.grace + KILL_MARGIN
         while self.workers or (respawn and not self.stopping):
             now = time.monotonic()
             for when, index in [r for r in respawn if r[0] <= now]:
@@ -228,12 +235,16 @@ class Supervisor:
         supervisor = os.getpid()
         lambda_mode = self.config.mode == "lambda"
         inflight = Inflight(self.config.slots_for(index)) if lambda_mode else None
+        if self.snapstart is not None:
+            self.snapstart.before_fork()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
                 if self.model_host is not None:
                     self.model_host.forget()
+                if self.snapstart is not None:
+                    self.snapstart.in_worker()
                 code = process.run(
                     index=index,
                     config=self.config,
@@ -247,6 +258,8 @@ class Supervisor:
             finally:
                 os._exit(code)
         self.workers[pid] = (index, time.monotonic())
+        if self.snapstart is not None:
+            self.snapstart.in_supervisor(pid)
         if inflight is not None:
             self.inflight[pid] = inflight
         self._record()

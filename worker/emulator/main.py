@@ -21,6 +21,7 @@ import uvloop
 
 from worker import admin
 from worker.config import Config
+from worker.emulator import criu
 from worker.emulator.feed import Feed
 from worker.emulator.logsink import LogSink
 from worker.emulator.runtime import RuntimeApi, RuntimeProtocol
@@ -50,6 +51,8 @@ def runtime_env(config: Config, address: str, concurrency: int | None) -> dict[s
         _HANDLER=config.handler,
         LAMBDA_TASK_ROOT=os.getcwd(),
     )
+    # As on Lambda; snap-start makes the runtime take part in a snapshot after its init.
+    env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "snap-start" if config.snapstart else "on-demand"
     if config.invoke_mode != "BUFFERED":
         # The function's Function URL streams (`--invoke-mode RESPONSE_STREAM`).
         env["WORKER_INVOKE_MODE"] = config.invoke_mode
@@ -77,6 +80,7 @@ async def emulate(config: Config, command: list[str], concurrency: int | None) -
         queue_size=(config.queue_size or 2 * max(slots, 1)) + config.feed,
         timeout=config.timeout,
         function_arn=arn,
+        snapstart=bool(config.snapstart),
     )
     feed = Feed(api, config.feed, config.feed_event.encode())
     runtime_server = await loop.create_server(lambda: RuntimeProtocol(api), "127.0.0.1", 0)
@@ -112,6 +116,15 @@ async def emulate(config: Config, command: list[str], concurrency: int | None) -
     env = runtime_env(config, address, concurrency) | sink.env
     proc = await asyncio.create_subprocess_exec(*command, env=env, pass_fds=sink.pass_fds)
     sink.spawned()
+    checkpoints: set[asyncio.Task[bool]] = set()
+    if config.snapstart:
+        # While the runtime waits in restore/next: a real checkpoint, where CRIU can.
+        def snapshot() -> None:
+            task = asyncio.ensure_future(criu.checkpoint(proc.pid))
+            checkpoints.add(task)
+            task.add_done_callback(checkpoints.discard)
+
+        api.on_snapshot = snapshot
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)

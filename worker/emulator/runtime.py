@@ -43,12 +43,19 @@ HTTP_INTEGRATION = b"application/vnd.awslambda.http-integration-response"
 DELIMITER = b"\0" * 8
 #: A runtime's `/next` is handed an invocation through this.
 Deliver = Callable[[Job, float], None]
+#: What the platform answers a call the environment's state does not allow (a `/next`
+#: before a SnapStart environment is restored).
+REFUSED = (
+    b'{"errorMessage":"State transition is not allowed: %s","errorType":"InvalidStateTransition"}'
+)
 
 
 class RuntimeApi:
     """Invocations between the Invoke front and the runtime's pollers."""
 
-    def __init__(self, *, queue_size: int, timeout: float, function_arn: str) -> None:
+    def __init__(
+        self, *, queue_size: int, timeout: float, function_arn: str, snapstart: bool = False
+    ) -> None:
         self.queue_size = queue_size
         self.timeout = timeout
         self.function_arn = function_arn
@@ -59,6 +66,14 @@ class RuntimeApi:
         self.init_error: LambdaError | None = None
         self.exit_error: LambdaError | None = None
         self.on_first_poll: Callable[[], None] | None = None
+        #: SnapStart (`--snapstart`): "init"; "snapshot" once the runtime waits in
+        #: `restore/next` (held as the snapshot); "restored" once the first invoke let it go.
+        self.snapstart = snapstart
+        self.phase = "init" if snapstart else "restored"
+        self.release: Callable[[], None] | None = None  # answers the held `restore/next`
+        self.on_snapshot: Callable[[], None] | None = None
+        self.restore_error: LambdaError | None = None
+        self.polled = False
 
     # -- the front's side ------------------------------------------------------------
 
@@ -68,6 +83,8 @@ class RuntimeApi:
         if failed is not None:
             job.reply(None, failed)  # as Lambda does: every invoke sees the failure
             return True
+        if self.phase == "snapshot":
+            self.restore()  # as on Lambda: an invoke is what restores an environment
         if self.pollers:
             self._deliver(self.pollers.popleft(), job)
             return True
@@ -78,7 +95,15 @@ class RuntimeApi:
 
     # -- the runtime's side ------------------------------------------------------------
 
-    def poll(self, deliver: Deliver) -> None:
+    def poll(self, deliver: Deliver) -> bool:
+        """A runtime's `/next`; False when it is refused (a SnapStart environment that is
+        not restored yet)."""
+        if self.phase != "restored":
+            log.error("refused a /next before the restore (phase: %s)", self.phase)
+            return False
+        if self.snapstart and not self.polled:
+            log.info("the runtime's first /next after the restore")
+        self.polled = True
         if self.on_first_poll is not None:
             # Init is complete when a runtime first asks for work (as on LMI).
             self.on_first_poll()
@@ -87,6 +112,42 @@ class RuntimeApi:
             self._deliver(deliver, self.queue.popleft())
         else:
             self.pollers.append(deliver)
+        return True
+
+    def snapshot(self, release: Callable[[], None]) -> bool:
+        """The runtime's `restore/next`: its init is done and it is quiet. The call is held
+        (that is the snapshot) until `restore()`. False when refused: not a SnapStart
+        environment, or not in its init."""
+        if self.phase != "init":
+            return False
+        self.phase = "snapshot"
+        self.release = release
+        log.info("snapshot taken: the runtime waits in restore/next until the first invoke")
+        if self.on_first_poll is not None:
+            self.on_first_poll()  # the init phase is over: ready for invokes
+            self.on_first_poll = None
+        if self.on_snapshot is not None:
+            self.on_snapshot()
+        return True
+
+    def restore(self) -> None:
+        """Let the held `restore/next` return: the environment is restored."""
+        self.phase = "restored"
+        release, self.release = self.release, None
+        log.info("restoring: restore/next returns")
+        if release is not None:
+            release()
+
+    def report_restore_error(self, body: bytes, error_type: str | None) -> int:
+        """`restore/error`: recorded, and every invoke fails with it as with an init error."""
+        if not self.snapstart or self.phase != "restored" or self.restore_error is not None:
+            return 403
+        self.restore_error = error = parse_error(body, error_type)
+        log.error("runtime restore failed: %s: %s: %s", error_type, error.error_type, error.message)
+        self.init_error = self.init_error or error
+        while self.queue:
+            self.queue.popleft().reply(None, error)
+        return 202
 
     def forget(self, deliver: Deliver) -> None:
         """A polling connection went away before it got an invocation."""
@@ -133,7 +194,7 @@ class RuntimeApi:
         if self.init_error is not None:
             return 403  # another process of the runtime reported first
         self.init_error = parse_error(body, error_type)
-        log.error("runtime init failed: %s", self.init_error.message)
+        log.error("runtime init failed (%s): %s", error_type, self.init_error.message)
         while self.queue:
             self.queue.popleft().reply(None, self.init_error)
         return 202
@@ -204,6 +265,7 @@ class RuntimeProtocol(asyncio.Protocol):
         #: A streamed `/response` being read: its body goes on as it arrives, unkept.
         self.sink: StreamSink | None = None
         self.waiting: Deliver | None = None  # set while a /next is unanswered
+        self.holding = False  # this connection's `restore/next` is the held snapshot
         # While a read is parsed, replies are gathered here and written together: a
         # pipelining runtime's answer and `/next` get their replies in one write.
         self.out: list[bytes] | None = None
@@ -216,6 +278,8 @@ class RuntimeProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.holding and self.api.phase == "snapshot":
+            self.api.release = None  # the runtime left its snapshot
         if self.waiting is not None:
             self.api.forget(self.waiting)
             self.waiting = None
@@ -311,7 +375,7 @@ class RuntimeProtocol(asyncio.Protocol):
     ) -> None:
         """`oversize`: the size of a body over DEFAULT_MAX_PAYLOAD (not kept), else 0."""
         request = (method, url, headers, body, oversize)
-        if self.waiting is not None or self.backlog:
+        if self.waiting is not None or self.holding or self.backlog:
             self.backlog.append(request)  # answered once the /next before it is
         else:
             self._handle(*request)
@@ -322,7 +386,14 @@ class RuntimeProtocol(asyncio.Protocol):
         path = url.partition(b"?")[0]
         if method == b"GET" and path == PREFIX + b"/invocation/next":
             self.waiting = self._deliver
-            self.api.poll(self._deliver)
+            if not self.api.poll(self._deliver):
+                self.waiting = None
+                self._send(403, REFUSED % self.api.phase.encode())
+            return
+        if method == b"GET" and path == PREFIX + b"/restore/next":
+            self.holding = self.api.snapshot(self._restored)
+            if not self.holding:
+                self._send(403, REFUSED % b"restore/next outside a SnapStart init")
             return
         if method != b"POST" or not path.startswith(PREFIX):
             return self._send(404, b'{"errorMessage":"not found"}')
@@ -331,6 +402,8 @@ class RuntimeProtocol(asyncio.Protocol):
         etype = error_type.decode("latin-1") if error_type else None
         if rest == [b"init", b"error"]:
             return self._send(self.api.report_init_error(body, etype), b"")
+        if rest == [b"restore", b"error"]:
+            return self._send(self.api.report_restore_error(body[:ERROR_LIMIT], etype), b"")
         if len(rest) != 3 or rest[0] != b"invocation":
             return self._send(404, b'{"errorMessage":"not found"}')
         request_id = rest[1].decode("latin-1")
@@ -349,6 +422,12 @@ class RuntimeProtocol(asyncio.Protocol):
         if rest[2] == b"error":
             return self._send(self.api.error(request_id, body[:ERROR_LIMIT], etype), b"")
         self._send(404, b'{"errorMessage":"not found"}')
+
+    def _restored(self) -> None:
+        self.holding = False
+        self._send(200, b"")
+        while self.backlog and self.waiting is None and not self.holding:
+            self._handle(*self.backlog.popleft())
 
     def _deliver(self, job: Job, deadline: float) -> None:
         self.waiting = None

@@ -82,6 +82,10 @@ class RemoteModels:
                 if not future.done():
                     future.set_exception(lost)
 
+    async def reconnect(self) -> None:
+        """Connect now (after a restore) rather than on the first request."""
+        await self._connect()
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
