@@ -32,7 +32,7 @@ class Classification(NamedTuple):
 
 def _scanner() -> tuple[ModuleType, str]:
     try:
-        from worker import _classify as _scan  # type: ignore[attr-defined]
+        from worker import _classify as _scan
 
         return _scan, "extension"
     except ImportError:

@@ -1,5 +1,5 @@
 """Command line: `worker [serve|lambda|sqs|emulate] HANDLER [options]`, and the tools
-(`worker executions`, `worker cost`, `worker forecast`)."""
+(`worker executions`, `worker cost`, `worker forecast`, `worker init-profile`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,19 @@ import os
 import sys
 from collections.abc import Sequence
 
+from worker import initprofile
 from worker.config import SETTINGS, Config
 
-COMMANDS = ("serve", "lambda", "sqs", "emulate", "executions", "cost", "forecast")
+COMMANDS = (
+    "serve",
+    "lambda",
+    "sqs",
+    "emulate",
+    "executions",
+    "cost",
+    "forecast",
+    "init-profile",
+)
 FORMS = """\
 forms:
   worker HANDLER [options]                  lambda if AWS_LAMBDA_RUNTIME_API is set, else serve
@@ -22,6 +32,7 @@ forms:
   worker executions show NAME               a durable execution's status and history
   worker cost --rps R --duration-ms D …     the monthly cost on each platform (--help)
   worker forecast --from SOURCE …           24h to 7d ahead and capacity scheduled for it (--help)
+  worker init-profile HANDLER               a cold start's phases and its slowest imports
 
 HANDLER: module.function, path/module.function, /abs/path/module.function, module:function
 (an ASGI or WSGI app too). Every option also has an environment variable (shown above).
@@ -71,6 +82,7 @@ def normalise(argv: Sequence[str], environ: dict[str, str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    initprofile.start()  # what came before this line is Python's start and the imports
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "executions":  # `worker executions show NAME`: its own arguments
         from worker.durable.admin import main as executions
@@ -80,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from worker.cost.command import main as cost
 
         raise SystemExit(cost(argv[1:]))
+    if argv and argv[0] == "init-profile":  # `worker init-profile HANDLER`
+        from worker.initprofile import main as init_profile
+
+        raise SystemExit(init_profile(argv[1:]))
     if argv and argv[0] == "forecast":  # `worker forecast …`: its own arguments
         from worker.forecast.command import main as forecast
 

@@ -19,7 +19,7 @@ scan: ScanRequest | None
 scan_response: ScanResponse | None
 
 try:
-    from worker import _httphead  # type: ignore[attr-defined]
+    from worker import _httphead
 except ImportError:  # pragma: no cover - the extension is part of the install
     scan = scan_response = None
 else:

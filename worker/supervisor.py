@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 
-from worker import admin, environment, process, scratch, snapstart, syncloop
+from worker import admin, environment, initprofile, process, scratch, snapstart, syncloop
 from worker import handler as handlers
 from worker.config import Config
 from worker.errors import LambdaError
@@ -127,7 +127,9 @@ class Supervisor:
         # under the official runtime.
         syncloop.install()
         environment.export(cfg)
+        initprofile.mark("runtime_import")
         handler = handlers.load(cfg.handler)
+        initprofile.mark("handler_import")
         models = registry.MODELS.values()
         self.hosted = [s for s in models if registry.needs_host(s, cfg.model_host)]
         self.listeners = listeners
@@ -137,6 +139,7 @@ class Supervisor:
                 assert self.model_host is not None
                 self.model_host.wait_ready()
             registry.load_all()
+            initprofile.mark("model_load")
             if handler.runs_a_framework:
                 self.config = dataclasses.replace(self.config, frameworks=True)
             if any(spec.fn is not None for spec in registry.MODELS.values()):
@@ -185,6 +188,7 @@ class Supervisor:
         )
         for index in range(cfg.worker_processes):
             self._spawn(index, handler, listeners)
+        initprofile.seal()  # a worker forked from now on is a replacement: no init line
         respawn: list[tuple[float, int]] = []  # (when, index)
         kill_at = 0.0
         if self.snapstart is not None and self.snapstart.run(caught) == "failed":
