@@ -1,8 +1,7 @@
 """runtime-worker: Lambda-style handlers at high throughput in one execution environment.
 
-The names below are imported on first use (PEP 562): `import worker` costs next to
-nothing at a cold start, and a function that never uses idempotency, durable executions
-or models never loads them.
+The names below are imported on first use (PEP 562), but for `durable` (see below): a
+cold start does not pay for idempotency, models or the AWS clients a function never uses.
 """
 
 from __future__ import annotations
@@ -10,9 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# Not lazy: `worker.durable` is also a subpackage, and importing it anywhere would bind
+# the name to the package (the decorator must win, as it does when imported here first).
+from worker.durable import Durable, durable
+
 if TYPE_CHECKING:
     from worker.context import LambdaContext
-    from worker.durable import Durable, durable
     from worker.errors import LambdaError
     from worker.idempotency import idempotent
     from worker.inference.registry import model
@@ -31,8 +33,6 @@ __version__ = "0.1.0"
 #: Each public name, and the module it comes from.
 _LAZY = {
     "LambdaContext": "worker.context",
-    "Durable": "worker.durable",
-    "durable": "worker.durable",
     "LambdaError": "worker.errors",
     "idempotent": "worker.idempotency",
     "model": "worker.inference.registry",
