@@ -330,3 +330,25 @@ def test_ecs_alarms_on_each_services_cpu_errors_and_slow_answers() -> None:
     assert alarms["HttpErrorAlarm"][0] == {"HTTPCode_Target_5XX_Count"}
     assert alarms["HttpDurationAlarm"][0] == {"TargetResponseTime"}
     assert alarms["DeadLetterAlarm"][0] == {"ApproximateNumberOfMessagesVisible"}
+
+
+@pytest.mark.parametrize("name", ["lambda.yaml", "lambda-lmi.yaml"])
+def test_lambda_templates_offload_to_the_queue_the_ecs_sqs_service_consumes(name: str) -> None:
+    lam = _template(name)
+    env = lam["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
+    assert env["WORKER_OFFLOAD_QUEUE_URL"] == {
+        "Fn::If": ["Offload", {"Ref": "OffloadQueueUrl"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert lam["Parameters"]["OffloadQueueUrl"]["Default"] == ""  # optional: off unless given
+    offload, absent = lam["Resources"]["ExecutionRole"]["Properties"]["Policies"]["Fn::If"][1:]
+    [statement] = offload[0]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == {"Ref": "OffloadQueueArn"}
+    assert absent == {"Ref": "AWS::NoValue"}
+    ecs = _template("ecs.yaml")
+    # What the Lambda stack is given is the queue `worker sqs` consumes.
+    assert ecs["Outputs"]["QueueUrl"]["Value"] == {"Ref": "Queue"}
+    assert ecs["Outputs"]["QueueArn"]["Value"] == {"Fn::GetAtt": ["Queue", "Arn"]}
+    [container] = ecs["Resources"]["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert container["Command"][0] == "sqs" and {"Ref": "Queue"} in container["Command"]
+    assert _env(ecs, "WorkerTaskDefinition")["WORKER_ROUTES"] == {"Ref": "Routes"}

@@ -149,7 +149,17 @@ SETTINGS: dict[str, Setting] = {
         help="a route whose typical payload passes this is a marathon",
     ),
     "routes": Setting(
-        env="WORKER_ROUTES", flag=None, parse=str, help="ROUTE=sprinter|marathon,… overrides"
+        env="WORKER_ROUTES",
+        flag=None,
+        parse=str,
+        help="ROUTE=sprinter|marathon|offload,… overrides",
+    ),
+    "offload_queue_url": Setting(
+        env="WORKER_OFFLOAD_QUEUE_URL",
+        flag=None,
+        parse=str,
+        help="serve and Lambda mode: SQS queue that asynchronous marathon work (offload"
+        " routes) is sent to, for `worker sqs` to run; unset: none is offloaded",
     ),
     "warmup": Setting(
         env="WORKER_WARMUP",
@@ -429,6 +439,7 @@ class Config:
     marathon_seconds: float = 1.0
     marathon_bytes: int = 1024 * 1024
     routes: str = ""
+    offload_queue_url: str = ""
     warmup: str = "on"  # WORKER_WARMUP: on|off
     runtime_api: str = ""  # AWS_LAMBDA_RUNTIME_API: host:port of the Runtime API
     runtime_api_attempts: int = 10

@@ -7,7 +7,7 @@ import time
 from collections import deque
 
 from worker.jobs import Job
-from worker.profiles import SPRINTER, Profiles
+from worker.profiles import MARATHON, OFFLOAD, SPRINTER, Profiles
 
 
 class Lane:
@@ -213,13 +213,16 @@ class Lanes:
     """The lanes of one worker process and the rule that picks a job's lane.
 
     A job goes to the lane its route's profile names (sprinter unless learned or set
-    otherwise); a process without that lane uses its first lane.
+    otherwise); a process without that lane uses its first lane. An offload route's job
+    that runs here (a synchronous call, an event the queue could not take, or `worker sqs`
+    consuming the queue) runs in the marathon lane.
     """
 
     def __init__(self, lanes: list[Lane], profiles: Profiles | None = None) -> None:
         self.all = lanes
         self.by_name = {lane.name: lane for lane in lanes}
         self.default = self.by_name.get(SPRINTER, lanes[0])
+        self._choice = {**self.by_name, OFFLOAD: self.by_name.get(MARATHON, self.default)}
         self.profiles = profiles
         # Each route's lane as its profile decided it (see Profiles.decided), when there is
         # a choice to make: read here directly, as this runs for every job.
@@ -229,7 +232,7 @@ class Lanes:
         decided = self._decided
         if decided is None:
             return self.default
-        return self.by_name.get(decided.get(job.route, SPRINTER), self.default)
+        return self._choice.get(decided.get(job.route, SPRINTER), self.default)
 
     def observe(self, job: Job, seconds: float) -> None:
         """Teach the job's lane and its route's profile how long this invocation took."""

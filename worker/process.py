@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 import uvloop
 
-from worker import admin, aws, jobs, scratch
+from worker import admin, aws, initprofile, jobs, offload, scratch, snapstart
 from worker.config import Config
 from worker.durable import service as durable_service
 from worker.errors import LambdaError
@@ -32,7 +32,7 @@ from worker.sources.asgi import AsgiApp
 from worker.sources.http import Front
 from worker.sources.pollgate import PollGate
 from worker.sources.runtime_api import RuntimeApiSource
-from worker.sources.sqs import SqsSource
+from worker.sources.sqs import SqsSource, held_at_most
 from worker.telemetry import egress, outlook, utilisation
 from worker.telemetry.emf import Emf
 from worker.telemetry.metrics import Metrics, SnapshotStore, merge, render
@@ -163,14 +163,33 @@ class WorkerProcess:
             },
         )
         clients = aws.reset(slots)
+        if cfg.mode in ("serve", "lambda"):
+            self.offload = offload.start(
+                queue_url=cfg.offload_queue_url,
+                profiles=lanes.profiles,
+                clients=clients,
+                metrics=self.metrics,
+            )
         # The state stores' settings; resumes of durable executions, when there are any.
         durables = durable_service.start(self.config, pool.submit, self.stopping)
+        if self.index == 0:
+            # The cold start's one line: the supervisor's phases (inherited) and this one's.
+            initprofile.mark("worker_start")
+            initprofile.emit(self.emf)
         if self.config.mode == "lambda":
-            code, finished = await self._serve_runtime_api(pool, slots)
+            # SnapStart: quiet for the snapshot, restored, before the first `/next`.
+            taken = await snapstart.checkpoint(self.stopping)
+            if taken == "serve":
+                code, finished = await self._serve_runtime_api(pool, slots)
+            else:
+                finished = await pool.drain(0.1)
+                code = EXIT_INIT_FAILED if taken == "failed" else 0
         elif self.config.mode == "sqs":
             code, finished = await self._serve_sqs(pool, lanes, clients)
         else:
-            code, finished = await self._serve_http(pool)
+            code, finished = await self._serve_http(pool, before_drain=self._drain_offload)
+        if self.offload is not None:
+            await self.offload.drain(1.0)
         if app is not None:
             await app.shutdown()
         if models is not None:
@@ -202,6 +221,11 @@ class WorkerProcess:
         startup.result()
         return True
 
+    async def _drain_offload(self) -> None:
+        """Offload sends under way end first, while the lanes still take what falls back."""
+        if self.offload is not None:
+            await self.offload.drain(max(0.1, self.config.grace / 2))
+
     def _recycle(self, reason: str) -> None:
         """Leave gracefully for a fresh process: drain, then exit EXIT_RECYCLE."""
         if self.recycle or self.stopping is None or self.stopping.is_set():
@@ -216,16 +240,21 @@ class WorkerProcess:
 
     def _lanes(self, slots: int) -> Lanes:
         cfg = self.config
+        profiles = Profiles(
+            slow_seconds=cfg.marathon_seconds,
+            large_bytes=cfg.marathon_bytes,
+            overrides=parse_overrides(cfg.routes),
+        )
         if cfg.mode == "lambda":
-            # One poller per slot: the lane never holds more than its slots.
-            return Lanes([Lane(SPRINTER, slots, slots)])
+            # One poller per slot: the lane never holds more than its slots. The profiles
+            # still learn the marathons: the offload lane's choice reads them.
+            return Lanes([Lane(SPRINTER, slots, slots)], profiles)
         if cfg.mode == "sqs":
-            # One queue, one route: one lane, whose queued places let the pollers fetch the
-            # next batches while the slots are busy (one per slot unless set).
-            return Lanes(
-                [Lane(SPRINTER, slots, cfg.queue_for(self.index) if cfg.queue_size else slots)]
-            )
-        sprint, marathon = cfg.lane_slots(self.index)
+            # The lanes split the slots as in serve (offloaded events carry their routes);
+            # the source bounds what the process holds, and each lane may queue all of it,
+            # so neither refuses what the pollers took.
+            held = held_at_most(self._sqs_room(slots), cfg.pollers)
+            return self._partition(held, (0.0, 0.0), profiles)
         queue = cfg.queue_for(self.index)
         # Served requests also wait for a slot no longer than the time bound allows. With
         # models, queued requests are served together, a batch at a time: a wave of slots
@@ -235,7 +264,12 @@ class WorkerProcess:
         share = cfg.queue_wait
         if share and registry.MODELS:
             share = max(share, BATCHED_WAIT_SHARE)
-        wait = (share, cfg.queue_wait_min_ms / 1000)
+        return self._partition(queue, (share, cfg.queue_wait_min_ms / 1000), profiles)
+
+    def _partition(self, queue: int, wait: tuple[float, float], profiles: Profiles) -> Lanes:
+        """The sprinter and marathon lanes of this process's slots (one lane for one slot)."""
+        cfg = self.config
+        sprint, marathon = cfg.lane_slots(self.index)
         lanes = [Lane(SPRINTER, sprint, queue, *wait)]
         if marathon:
             lanes.append(Lane(MARATHON, marathon, queue, *wait))
@@ -243,12 +277,13 @@ class WorkerProcess:
             # sprinters' reserve, sprinters (quick by definition) any idle marathon slot.
             lanes[1].lender, lanes[0].lender = lanes[0], lanes[1]
             lanes[0].reserve = max(1, int(sprint * cfg.lend_reserve))
-        profiles = Profiles(
-            slow_seconds=cfg.marathon_seconds,
-            large_bytes=cfg.marathon_bytes,
-            overrides=parse_overrides(cfg.routes),
-        )
         return Lanes(lanes, profiles)
+
+    def _sqs_room(self, slots: int) -> int:
+        """What `worker sqs` holds at once: its slots, and queued places that let the pollers
+        fetch the next batches while the slots are busy (one per slot unless set)."""
+        cfg = self.config
+        return slots + (cfg.queue_for(self.index) if cfg.queue_size else slots)
 
     async def _serve_sqs(self, pool: Pool, lanes: Lanes, clients: aws.Clients) -> tuple[int, bool]:
         """Poll the queue, and serve HTTP too (health, readiness, metrics, the Invoke API)."""
@@ -257,7 +292,7 @@ class WorkerProcess:
         source = SqsSource(
             queue_url=cfg.queue_url,
             submit=pool.submit,
-            room=sum(lane.slots + lane.queue_size for lane in lanes.all),
+            room=self._sqs_room(sum(lane.slots for lane in lanes.all)),
             clients=clients,
             metrics=self.metrics,
             batch_size=cfg.batch_size,
@@ -295,6 +330,7 @@ class WorkerProcess:
             pid=os.getpid(),
             handler=self.handler,
         )
+        front.offload = self.offload
         protocol = front.protocol  # a web app's connections read HttpRequests (`Front`)
         server = await loop.create_server(lambda: protocol(front), sock=self.sock, backlog=2048)
         # The operator's endpoints: their own listener, closed with the service's.
@@ -334,9 +370,10 @@ class WorkerProcess:
 
     async def _serve_runtime_api(self, pool: Pool, slots: int) -> tuple[int, bool]:
         assert self.stopping is not None
+        submit = pool.submit if self.offload is None else self.offload.submitter(pool.submit)
         source = RuntimeApiSource(
             self.config.runtime_api,
-            pool.submit,
+            submit,
             slots=slots,
             attempts=self.config.runtime_api_attempts,
             pipeline=bool(self.config.runtime_api_pipeline),

@@ -4,8 +4,10 @@ A route's profile keeps an EWMA of its duration, a high quantile of its recent d
 and an EWMA of its payload size. A route whose typical duration (the quantile) or payload
 passes its threshold is a marathon; every other route, and every route not seen yet, is
 a sprinter. Explicit overrides (`WORKER_ROUTES="route=marathon,…"`) win over what is
-learned. The table is bounded: routes beyond it are not profiled (they run as sprinters),
-so an API whose paths carry ids cannot grow it without end.
+learned; `route=offload` names a route whose asynchronous events go to the offload queue
+(`worker.offload`), and which runs as a marathon where it runs here. The table is
+bounded: routes beyond it are not profiled (they run as sprinters), so an API whose paths
+carry ids cannot grow it without end.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections import deque
 
 SPRINTER = "sprinter"
 MARATHON = "marathon"
+OFFLOAD = "offload"
+LANES = (SPRINTER, MARATHON, OFFLOAD)
 WINDOW = 32  # durations kept per route for the quantile
 QUANTILE = 0.9
 ALPHA = 0.2  # EWMA weight of the newest observation
@@ -38,8 +42,10 @@ def parse_overrides(text: str) -> dict[str, str]:
     overrides: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         route, sep, lane = item.rpartition("=")
-        if not sep or lane not in (SPRINTER, MARATHON):
-            raise ValueError(f"WORKER_ROUTES entry {item!r}: expected ROUTE=sprinter|marathon")
+        if not sep or lane not in LANES:
+            raise ValueError(
+                f"WORKER_ROUTES entry {item!r}: expected ROUTE=sprinter|marathon|offload"
+            )
         overrides[route] = lane
     return overrides
 

@@ -35,6 +35,7 @@ from worker.streaming import Headers, ResponseStream
 
 if TYPE_CHECKING:
     from worker.handler import Handler
+    from worker.offload import Offload
 
 log = logging.getLogger("worker.http")
 
@@ -111,6 +112,8 @@ class Front:
     ) -> None:
         self.config = config
         self.submit = submit
+        #: Where an Event invocation of an offload route goes (`worker.offload`), when set.
+        self.offload: Offload | None = None
         self.native = handler is not None and handler.app_kind is not None
         self.templates = Templates(handler.app) if handler is not None and self.native else None
         self.protocol: type[HttpProtocol] = NativeHttpProtocol if self.native else HttpProtocol
@@ -780,6 +783,9 @@ class HttpProtocol(asyncio.Protocol):
         pending.append(job)
         held = self.held
         if not held:
+            offload = self.front.offload
+            if answer == "event" and offload is not None and offload.take(job, self._offloaded):
+                return  # its 202 once SQS has it (`_offloaded`)
             if self.front.submit(job):
                 if answer == "event":
                     self._queued(job)
@@ -795,6 +801,18 @@ class HttpProtocol(asyncio.Protocol):
         """An `Event` invocation was accepted: the caller is told at once (202); the
         outcome only reaches the logs."""
         job.data = self._response(202, b"", job.close, _request_id(job.request_id))
+        self._flush()
+
+    def _offloaded(self, job: Job, sent: bool) -> None:
+        """An offload send ended: 202 once the queue has the event; if it could not take
+        it, the event runs here, as any other (202 once a lane takes it, else 429)."""
+        exchange = cast(_Exchange, job)
+        if sent or self.front.submit(exchange):
+            self._queued(exchange)
+            return
+        error_type, message = _throttled()
+        body = orjson.dumps({"errorType": error_type, "errorMessage": message})
+        exchange.data = self._response(429, body, exchange.close, extra=b"retry-after: 1\r\n")
         self._flush()
 
     def _admit_held(self) -> None:

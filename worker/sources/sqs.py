@@ -28,6 +28,14 @@ batch per receive, kept in order, and after a failed message the rest of its mes
 group in that batch counts as failed too, so a group never skips ahead. On SIGTERM the
 pollers stop, batches received but not started are released at once (visibility 0),
 running ones finish and their successes are deleted.
+
+A message that is an offload envelope (`worker.offload`: an event that `serve` or Lambda
+mode sent here instead of running it) is a batch of its own: the handler gets the original
+event, with its kind, route and request id, as it would have there. Its handler's success
+deletes it; an exception, or a partial batch failure of an offloaded SQS event, leaves it
+for redelivery (the whole original event runs again: at least once). A receive that brings
+more envelopes than the room it was asked for holds the excess: its poller receives again
+only once as much room has freed (`held_at_most` bounds what a process holds meanwhile).
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from typing import Any
 from worker.aws import Clients
 from worker.errors import LambdaError
 from worker.jobs import Job
+from worker.offload import Offloaded, unwrap
 from worker.sources.pollgate import PollGate
 from worker.telemetry.metrics import Metrics
 
@@ -111,10 +120,11 @@ def failed_ids(result: Any, batch: list[dict[str, Any]], fifo: bool) -> set[str]
 
 
 class _Batch:
-    __slots__ = ("heartbeat", "job", "messages")
+    __slots__ = ("heartbeat", "job", "messages", "offloaded")
 
-    def __init__(self, messages: list[dict[str, Any]]) -> None:
+    def __init__(self, messages: list[dict[str, Any]], offloaded: Offloaded | None = None) -> None:
         self.messages = messages
+        self.offloaded = offloaded  # an offload envelope's contents (a batch of one)
         self.job: Job | None = None
         self.heartbeat: asyncio.Task[None] | None = None
 
@@ -227,6 +237,10 @@ class SqsSource:
             self._give_back(taken - len(batches))
             for batch in batches:
                 self._start(batch)
+            # Envelopes split a receive into more batches than the room it took: this
+            # poller takes the excess as room frees, before it receives again.
+            for _ in range(len(batches) - taken):
+                await self.room.acquire()
 
     async def _gated_receive(self, count: int) -> list[dict[str, Any]]:
         gate = self.gate
@@ -274,13 +288,23 @@ class SqsSource:
         elif short and self.polls > 1:
             self.polls -= 1
 
-    def _split(self, messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    def _split(self, messages: list[dict[str, Any]]) -> list[_Batch]:
         if not messages:
             return []
+        plain: list[dict[str, Any]] = []
+        batches: list[_Batch] = []
+        for message in messages:
+            offloaded = unwrap(message.get("Body", ""))
+            if offloaded is None:
+                plain.append(message)
+            else:
+                batches.append(_Batch([message], offloaded))
+        if not plain:
+            return batches
         if self.fifo:  # one receive, one batch, in order
-            return [messages]
+            return [_Batch(plain), *batches]
         size = self.batch_size
-        return [messages[i : i + size] for i in range(0, len(messages), size)]
+        return [_Batch(plain[i : i + size]) for i in range(0, len(plain), size)] + batches
 
     def _give_back(self, count: int) -> None:
         for _ in range(max(0, count)):
@@ -288,16 +312,28 @@ class SqsSource:
 
     # -- running -------------------------------------------------------------------------
 
-    def _start(self, messages: list[dict[str, Any]]) -> None:
-        batch = _Batch(messages)
-        event = {"Records": [lambda_record(m, self.arn, self.region) for m in messages]}
-        job = Job(
-            event,
-            lambda result, error: self._finished(batch, result, error),
-            size=sum(len(m.get("Body", "")) for m in messages),
-            kind="sqs",
-            route=self.arn,
-        )
+    def _start(self, batch: _Batch) -> None:
+        messages = batch.messages
+        offloaded = batch.offloaded
+        if offloaded is not None:
+            job = Job(
+                offloaded.event,
+                lambda result, error: self._finished(batch, result, error),
+                offloaded.request_id,
+                size=len(messages[0].get("Body", "")),
+                kind=offloaded.kind,
+                route=offloaded.route,
+                trace_id=offloaded.trace_id,
+            )
+        else:
+            event = {"Records": [lambda_record(m, self.arn, self.region) for m in messages]}
+            job = Job(
+                event,
+                lambda result, error: self._finished(batch, result, error),
+                size=sum(len(m.get("Body", "")) for m in messages),
+                kind="sqs",
+                route=self.arn,
+            )
         batch.job = job
         self.batches[job.request_id] = batch
         batch.heartbeat = asyncio.ensure_future(self._heartbeat(batch))
@@ -320,7 +356,7 @@ class SqsSource:
             batch.heartbeat.cancel()
         if batch.job is not None:
             self.batches.pop(batch.job.request_id, None)
-        if error is not None:
+        if error is not None or (batch.offloaded is not None and _reports_failures(result)):
             failed = {m["MessageId"] for m in batch.messages}
         else:
             failed = failed_ids(result, batch.messages, self.fifo)
@@ -444,6 +480,18 @@ class SqsSource:
         end = loop.time() + timeout
         while self.settling and loop.time() < end:
             await asyncio.wait(list(self.settling), timeout=end - loop.time())
+
+
+def held_at_most(room: int, pollers: int) -> int:
+    """The most batches a process holds at once: its room, and the excess of one receive
+    of envelopes per poller (see the module's text)."""
+    return room + pollers * (SQS_MAX - 1)
+
+
+def _reports_failures(result: Any) -> bool:
+    """Whether an offloaded event's result reports failed items (an SQS batch's partial
+    failure): its envelope is retried whole."""
+    return isinstance(result, dict) and bool(result.get("batchItemFailures"))
 
 
 def _chunks(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

@@ -43,6 +43,11 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "worker_invocations_total": ("counter", "Invocations finished, by lane."),
     "worker_errors_total": ("counter", "Invocations that ended in an error, by lane and type."),
     "worker_rejections_total": ("counter", "Invocations refused because a lane was full."),
+    "worker_offload_total": (
+        "counter",
+        "Asynchronous events of offload routes: sent to the offload queue, or run here (reason).",
+    ),
+    "worker_offload_pending": ("gauge", "Offload sends under way."),
     "worker_in_flight": ("gauge", "Invocations running in a slot, by lane."),
     "worker_queue_depth": ("gauge", "Invocations waiting for a slot, by lane."),
     "worker_invocation_duration_seconds": ("histogram", "Handler time per invocation."),
