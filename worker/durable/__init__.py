@@ -13,8 +13,29 @@ executions in a worker process, `admin` shows them (`worker executions show NAME
 
 from __future__ import annotations
 
-from worker.durable.context import DurableContext
-from worker.durable.engine import durable
+from typing import TYPE_CHECKING, Any
+
 from worker.durable.errors import Durable
 
+if TYPE_CHECKING:
+    from worker.durable.context import DurableContext
+    from worker.durable.engine import Handler
+    from worker.state.base import DurableStore
+
 __all__ = ["Durable", "DurableContext", "durable"]
+
+
+def durable(fn: Handler | None = None, *, store: str | DurableStore | None = None) -> Any:
+    """`worker.durable.engine.durable`, loaded when a function is decorated: `import worker`
+    binds this name (see worker/__init__.py) and must not pay for the engine."""
+    from worker.durable.engine import durable as decorate
+
+    return decorate(fn, store=store)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DurableContext":
+        from worker.durable.context import DurableContext
+
+        return DurableContext
+    raise AttributeError(f"module 'worker.durable' has no attribute {name!r}")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from worker.errors import LambdaError
 
 
@@ -51,12 +49,16 @@ class Durable:
             return (type(self), (self.message, self.step_error_type))
 
         def to_json(self) -> str:
+            import orjson  # here: `import worker` loads this module and need not load orjson
+
             return orjson.dumps(
                 {"errorType": self.step_error_type, "errorMessage": self.message}
             ).decode()
 
         @classmethod
         def from_json(cls, data: str | None) -> Durable.StepFailedError:
+            import orjson
+
             error = orjson.loads(data) if data else {}
             return cls(str(error.get("errorMessage", "")), str(error.get("errorType", "")))
 
@@ -68,6 +70,8 @@ class Durable:
 def stored_error(data: str | None) -> LambdaError:
     """The error an execution ended with, from its stored JSON, as its callers get it:
     one of `Durable`'s again when it was one."""
+    import orjson
+
     error = orjson.loads(data) if data else {}
     error_type = str(error.get("errorType", "Durable.ExecutionFailed"))
     message = str(error.get("errorMessage", ""))
