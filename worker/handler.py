@@ -26,8 +26,6 @@ from typing import Any
 
 from worker.errors import LambdaError, stack_of
 from worker.router import Router
-from worker.sources.asgi import AsgiApp
-from worker.sources.wsgi import WsgiApp
 
 HandlerFn = Callable[[Any, Any], Any]
 
@@ -133,9 +131,14 @@ def load(spec: str, task_root: str | None = None) -> Handler:
     if isinstance(target, Router):
         return Handler(spec=spec, fn=target, is_async=target.is_async, resolve=target.resolve)
     kind = app_kind(target)
+    # The adapters load only for an app: a plain handler's cold start skips them.
     if kind == "asgi":
+        from worker.sources.asgi import AsgiApp
+
         return Handler(spec=spec, fn=AsgiApp(target), is_async=True, app=target, app_kind=kind)
     if kind == "wsgi":
+        from worker.sources.wsgi import WsgiApp
+
         return Handler(spec=spec, fn=WsgiApp(target), is_async=False, app=target, app_kind=kind)
     if inspect.isasyncgenfunction(target):
         return Handler(spec=spec, fn=_streams(target), is_async=True)

@@ -14,7 +14,6 @@ call on the invocation's path.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import mmap
 
@@ -68,6 +67,8 @@ def exit_error(request_id: str, how: str) -> LambdaError:
 def post_exit_errors(runtime_api: str, ids: list[str], how: str, timeout: float = 5.0) -> int:
     """Post `Runtime.ExitError` for each request id to the Runtime API (from the supervisor,
     which runs no event loop); returns how many the API took."""
+    import http.client  # a cold start needs none of this: only a worker's death does
+
     host, port = parse_address(runtime_api)
     taken = 0
     conn = http.client.HTTPConnection(host, port, timeout=timeout)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
 import logging
 import os
 import selectors
@@ -158,6 +157,8 @@ def init_failed(config: Config, error: LambdaError) -> None:
 
 def post_init_error(runtime_api: str, error: LambdaError) -> None:
     """POST /runtime/init/error; a 403 means another process reported first (ignored)."""
+    import http.client  # only a failed init needs it
+
     host, port = parse_address(runtime_api)
     body, headers = error_request(error, None)
     extra = dict(line.split(": ", 1) for line in headers.decode().strip().split("\r\n") if line)

@@ -12,13 +12,13 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import orjson
 import uvloop
 
-from worker import admin, aws, initprofile, jobs, offload, scratch, snapstart
+from worker import aws, initprofile, jobs, scratch
 from worker.config import Config
-from worker.durable import service as durable_service
 from worker.errors import LambdaError
 from worker.handler import Handler
 from worker.inference import host as inference
@@ -28,14 +28,17 @@ from worker.initphase import init_failed
 from worker.lanes import Lane, Lanes
 from worker.pool import Pool
 from worker.profiles import MARATHON, SPRINTER, Profiles, parse_overrides
-from worker.sources.asgi import AsgiApp
-from worker.sources.http import Front
-from worker.sources.pollgate import PollGate
-from worker.sources.runtime_api import RuntimeApiSource
-from worker.sources.sqs import SqsSource, held_at_most
-from worker.telemetry import egress, outlook, utilisation
+from worker.telemetry import egress, utilisation
 from worker.telemetry.emf import Emf
 from worker.telemetry.metrics import Metrics, SnapshotStore, merge, render
+
+if TYPE_CHECKING:
+    # Each mode imports its own source where it starts it: a Lambda function's cold start
+    # does not load the HTTP front, the admin listener or the SQS poller.
+    from worker import offload
+    from worker.sources.asgi import AsgiApp
+    from worker.sources.http import Front
+    from worker.telemetry import outlook
 
 log = logging.getLogger("worker.process")
 
@@ -87,6 +90,8 @@ class WorkerProcess:
         """Every process's registry, by process (the dashboard's feed)."""
         processes = self.store.read_named(skip=self.name)
         processes[self.name] = self.metrics.snapshot()
+        from worker.telemetry import outlook
+
         if self.outlook is not None:
             processes[self.name]["outlook"] = self.outlook.summary()
         ahead = outlook.combine(
@@ -113,7 +118,7 @@ class WorkerProcess:
             self.metrics.listen(self.emf.record, self.emf.record_invocations)
         worker_tmp = scratch.enter_worker_dir(self.root)
         # An ASGI app's lifespan startup: once per worker, on its own loop, before it serves.
-        app = self.handler.fn if isinstance(self.handler.fn, AsgiApp) else None
+        app: AsgiApp | None = self.handler.fn if self.handler.app_kind == "asgi" else None  # type: ignore[assignment]
         if app is not None:
             try:
                 if not await self._started(app):
@@ -124,10 +129,13 @@ class WorkerProcess:
         slots = self.config.slots_for(self.index)
         lanes = self._lanes(slots)
         self.usage = utilisation.start(self.config, lanes.all)
-        self.outlook = outlook.History(
-            self.config.outlook_window,
-            {lane.name: (lane.slots, lane.queue_size) for lane in lanes.all},
-        )
+        if self.config.mode != "lambda":  # Lambda mode has no admin listener to show it
+            from worker.telemetry import outlook
+
+            self.outlook = outlook.History(
+                self.config.outlook_window,
+                {lane.name: (lane.slots, lane.queue_size) for lane in lanes.all},
+            )
         pool = Pool(
             self.handler,
             lanes,
@@ -163,7 +171,9 @@ class WorkerProcess:
             },
         )
         clients = aws.reset(slots)
-        if cfg.mode in ("serve", "lambda"):
+        if cfg.mode in ("serve", "lambda") and cfg.offload_queue_url:
+            from worker import offload
+
             self.offload = offload.start(
                 queue_url=cfg.offload_queue_url,
                 profiles=lanes.profiles,
@@ -171,14 +181,24 @@ class WorkerProcess:
                 metrics=self.metrics,
             )
         # The state stores' settings; resumes of durable executions, when there are any.
-        durables = durable_service.start(self.config, pool.submit, self.stopping)
+        durables = None
+        # Idempotency and durable functions are decorated at the handler's import, which
+        # loads their modules; a function without either loads no state store here.
+        if "worker.durable.engine" in sys.modules or "worker.idempotency" in sys.modules:
+            from worker.durable import service as durable_service
+
+            durables = durable_service.start(self.config, pool.submit, self.stopping)
         if self.index == 0:
             # The cold start's one line: the supervisor's phases (inherited) and this one's.
             initprofile.mark("worker_start")
             initprofile.emit(self.emf)
         if self.config.mode == "lambda":
             # SnapStart: quiet for the snapshot, restored, before the first `/next`.
-            taken = await snapstart.checkpoint(self.stopping)
+            taken = "serve"
+            if cfg.initialization_type == "snap-start":
+                from worker import snapstart
+
+                taken = await snapstart.checkpoint(self.stopping)
             if taken == "serve":
                 code, finished = await self._serve_runtime_api(pool, slots)
             else:
@@ -195,6 +215,8 @@ class WorkerProcess:
         if models is not None:
             inference.stop()
         if durables is not None:
+            from worker.durable import service as durable_service
+
             await durable_service.stop()
         await clients.close()
         self._flush_emf()
@@ -253,6 +275,8 @@ class WorkerProcess:
             # The lanes split the slots as in serve (offloaded events carry their routes);
             # the source bounds what the process holds, and each lane may queue all of it,
             # so neither refuses what the pollers took.
+            from worker.sources.sqs import held_at_most
+
             held = held_at_most(self._sqs_room(slots), cfg.pollers)
             return self._partition(held, (0.0, 0.0), profiles)
         queue = cfg.queue_for(self.index)
@@ -287,6 +311,9 @@ class WorkerProcess:
 
     async def _serve_sqs(self, pool: Pool, lanes: Lanes, clients: aws.Clients) -> tuple[int, bool]:
         """Poll the queue, and serve HTTP too (health, readiness, metrics, the Invoke API)."""
+        from worker.sources.pollgate import PollGate
+        from worker.sources.sqs import SqsSource
+
         assert self.stopping is not None
         cfg = self.config
         source = SqsSource(
@@ -320,6 +347,9 @@ class WorkerProcess:
     async def _serve_http(
         self, pool: Pool, before_drain: Callable[[], Awaitable[None]] | None = None
     ) -> tuple[int, bool]:
+        from worker import admin
+        from worker.sources.http import Front
+
         assert self.stopping is not None and self.sock is not None
         loop = asyncio.get_running_loop()
         front = Front(
@@ -369,6 +399,8 @@ class WorkerProcess:
         return 0, finished
 
     async def _serve_runtime_api(self, pool: Pool, slots: int) -> tuple[int, bool]:
+        from worker.sources.runtime_api import RuntimeApiSource
+
         assert self.stopping is not None
         submit = pool.submit if self.offload is None else self.offload.submitter(pool.submit)
         source = RuntimeApiSource(

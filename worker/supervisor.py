@@ -14,20 +14,24 @@ import os
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from worker import admin, environment, initprofile, process, scratch, snapstart, syncloop
+from worker import environment, initprofile, process, scratch, syncloop
 from worker import handler as handlers
 from worker.config import Config
 from worker.errors import LambdaError
 from worker.handler import Handler
 from worker.inference import registry
-from worker.inference.modelhost import ModelHost
 from worker.inflight import Inflight, post_exit_errors
 from worker.initphase import InitResponder, init_failed, run_init
 from worker.sockets import Listeners
 from worker.sources.runtime_api import EXIT_API_GONE
 from worker.telemetry import lines, logs
 from worker.telemetry.metrics import Metrics, SnapshotStore
+
+if TYPE_CHECKING:
+    from worker import snapstart
+    from worker.inference import modelhost
 
 log = logging.getLogger("worker.supervisor")
 
@@ -56,13 +60,17 @@ class Supervisor:
         self.root = ""
         self.api_gone = False
         self.init_failed = False  # a worker's own init failed (process.EXIT_INIT_FAILED)
-        self.model_host: ModelHost | None = None
+        self.model_host: modelhost.ModelHost | None = None
         self.hosted: list[registry.ModelSpec] = []
         self.listeners: Listeners | None = None
         #: Lambda mode: each worker's invocations in flight, by pid (`worker.inflight`).
         self.inflight: dict[int, Inflight] = {}
         #: SnapStart's snapshot and restore, when the platform asks for it.
-        self.snapstart = snapstart.start(config)
+        self.snapstart: snapstart.Lifecycle | None = None
+        if config.mode == "lambda" and config.initialization_type == "snap-start":
+            from worker import snapstart
+
+            self.snapstart = snapstart.start(config)
 
     def run(self) -> int:
         cfg = self.config
@@ -84,6 +92,8 @@ class Supervisor:
             log.error("cannot listen on %s:%s: %s", cfg.host, cfg.port, exc)
             return 1
         if count:
+            from worker import admin  # serve and sqs: the operator's listener
+
             try:
                 listeners.admin = admin.open_socket(cfg.admin_host, cfg.admin_port)
             except OSError as exc:
@@ -155,6 +165,8 @@ class Supervisor:
     def _start_model_host(self) -> None:
         # Looked up at each start: the listening sockets open now (closed on a drain).
         inherited = self.listeners.descriptors if self.listeners else ()
+        from worker.inference.modelhost import ModelHost
+
         self.model_host = ModelHost.start(
             self.hosted, self.root, self.config.model_threads, inherited
         )
