@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -21,8 +20,7 @@ from worker import aws, initprofile, jobs, scratch
 from worker.config import Config
 from worker.errors import LambdaError
 from worker.handler import Handler
-from worker.inference import host as inference
-from worker.inference import modelhost, registry
+from worker.inference import registry
 from worker.inflight import Inflight
 from worker.initphase import init_failed
 from worker.lanes import Lane, Lanes
@@ -144,12 +142,17 @@ class WorkerProcess:
             metrics=self.metrics,
         )
         cfg = self.config
-        models = inference.start(
-            self.metrics,
-            cfg.worker_processes,
-            cfg.model_threads,
-            modelhost.socket_path(self.root),
-        )
+        models = None
+        if registry.MODELS:  # the batchers and the model host's connection, when it has models
+            from worker.inference import host as inference
+            from worker.inference import modelhost
+
+            models = inference.start(
+                self.metrics,
+                cfg.worker_processes,
+                cfg.model_threads,
+                modelhost.socket_path(self.root),
+            )
         pool.start()
         if self.config.max_invocations:
             pool.limit(self.config.max_invocations, lambda: self._recycle("max_invocations"))
@@ -213,6 +216,8 @@ class WorkerProcess:
         if app is not None:
             await app.shutdown()
         if models is not None:
+            from worker.inference import host as inference
+
             inference.stop()
         if durables is not None:
             from worker.durable import service as durable_service
@@ -495,6 +500,8 @@ def end_with(supervisor: int) -> None:
 
     A worker that outlived a killed supervisor would go on serving with nobody left to
     replace it, collect its metrics or end it."""
+    import ctypes  # here: only the fork needs it
+
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
     if os.getppid() != supervisor:  # it died before the request took effect

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from worker.state import settings
-from worker.state.base import DurableStore, IdempotencyStore
 
-S = TypeVar("S", IdempotencyStore, DurableStore)
+if TYPE_CHECKING:
+    from worker.state.base import DurableStore, IdempotencyStore
+
+# Names, not classes: importing the package (its settings) does not load the stores' base.
+S = TypeVar("S", "IdempotencyStore", "DurableStore")
 
 #: The class behind each (kind, scheme), imported only when chosen: a process that keeps
 #: state in SQLite never loads boto3.
