@@ -329,6 +329,9 @@ def test_ecs_alarms_on_each_services_cpu_errors_and_slow_answers() -> None:
     assert alarms["HttpCpuAlarm"] == alarms["WorkerCpuAlarm"] == ({"CPUUtilization"}, 80)
     assert alarms["HttpErrorAlarm"][0] == {"HTTPCode_Target_5XX_Count"}
     assert alarms["HttpDurationAlarm"][0] == {"TargetResponseTime"}
+    # The runtime's own 429s over its requests, as the utilisation lines name them.
+    throttles = {utilisation.THROTTLES_METRIC, utilisation.REQUESTS_METRIC}
+    assert alarms["HttpThrottleAlarm"] == (throttles, 1)
     assert alarms["DeadLetterAlarm"][0] == {"ApproximateNumberOfMessagesVisible"}
 
 

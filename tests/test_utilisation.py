@@ -13,7 +13,13 @@ from worker.config import EMF_INTERVAL_ON_ECS, Config
 from worker.lanes import Lane
 from worker.profiles import MARATHON, SPRINTER
 from worker.telemetry.emf import DEFAULT_NAMESPACE, Emf
-from worker.telemetry.utilisation import METRIC, QUEUE_METRIC, Utilisation
+from worker.telemetry.utilisation import (
+    METRIC,
+    QUEUE_METRIC,
+    REQUESTS_METRIC,
+    THROTTLES_METRIC,
+    Utilisation,
+)
 
 ECS = {"ECS_CONTAINER_METADATA_URI_V4": "http://127.0.0.1:9/v4/task"}
 
@@ -110,8 +116,37 @@ async def test_a_loaded_serve_process_reports_its_busy_slots_and_queue(
         want = [["service"]] if "lane" not in event else [["service", "lane"]]
         assert dims(event) == want
         names = [m["Name"] for m in event["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
-        assert names == [METRIC, QUEUE_METRIC]
+        counted = [REQUESTS_METRIC, THROTTLES_METRIC] if "lane" not in event else []
+        assert names == [METRIC, QUEUE_METRIC, *counted]
     assert any(e.get("lane") == SPRINTER and e[QUEUE_METRIC] == [2.0] for e in events)
+    srv.stop()  # the last, partial period is written at the stop
+    service = [e for e in usage_lines(srv.logs()) if "lane" not in e]
+    assert sum(e[REQUESTS_METRIC][0] for e in service) == 6
+    assert sum(e[THROTTLES_METRIC][0] for e in service) == 0
+
+
+async def test_refused_requests_are_counted_as_throttles(serve, tmp_path: Path) -> None:
+    """The parts of the throttle rate that deploy/ecs.yaml's alarm divides."""
+    srv = serve(
+        "tests.apps.basic.gate",
+        "--workers",
+        "1",
+        "--concurrency",
+        "1",
+        "--queue-size",
+        "1",
+        env={"WORKER_EMF_INTERVAL": "0.5"},
+    )
+    held = [asyncio.ensure_future(invoke(srv.port, {"dir": str(tmp_path)})) for _ in range(2)]
+    await wait_for_line(srv, lambda e: "lane" not in e and e[QUEUE_METRIC] == [1.0])
+    refused = await asyncio.gather(*(invoke(srv.port, {"dir": str(tmp_path)}) for _ in range(3)))
+    assert [a.status for a in refused] == [429] * 3
+    (tmp_path / "release").touch()
+    assert {a.status for a in await asyncio.gather(*held)} == {200}
+    srv.stop()
+    service = [e for e in usage_lines(srv.logs()) if "lane" not in e]
+    assert sum(e[REQUESTS_METRIC][0] for e in service) == 5
+    assert sum(e[THROTTLES_METRIC][0] for e in service) == 3
 
 
 async def test_on_ecs_the_lines_follow_the_period_and_zero_writes_none(serve) -> None:

@@ -126,7 +126,7 @@ class WorkerProcess:
                 return EXIT_INIT_FAILED
         slots = self.config.slots_for(self.index)
         lanes = self._lanes(slots)
-        self.usage = utilisation.start(self.config, lanes.all)
+        self.usage = utilisation.start(self.config, lanes.all, self.metrics)
         if self.config.mode != "lambda":  # Lambda mode has no admin listener to show it
             from worker.telemetry import outlook
 

@@ -8,11 +8,15 @@ which the awslogs driver ships to CloudWatch (and Lambda's log stream, in Lambda
 
     SlotUtilization  unit None, 0 to 1   busy slots ÷ slots
     QueueDepth       unit Count          invocations waiting for a slot
+    Requests         unit Count          invocations finished or refused in the period
+    Throttles        unit Count          of those, refused because a lane was full (429)
 
-each twice: with the dimension `service` alone (the process's lanes together) and with
-`service` and `lane`. No task or process dimension: CloudWatch's Average over every
-process of every task is then the service's utilisation, one series that
-`deploy/ecs.yaml`'s target tracking reads (the processes' slots differ by one at most).
+the first two twice: with the dimension `service` alone (the process's lanes together) and
+with `service` and `lane`; the counts with `service` alone, so that an alarm's metric math
+(Sum of Throttles ÷ Sum of Requests) is the service's throttle rate. No task or process
+dimension: CloudWatch's Average over every process of every task is then the service's
+utilisation, one series that `deploy/ecs.yaml`'s target tracking reads (the processes'
+slots differ by one at most).
 
 On by default where something reads it: on ECS (`ECS_CONTAINER_METADATA_URI_V4` is set),
 every `config.EMF_INTERVAL_ON_ECS` seconds. Elsewhere only when `WORKER_EMF_INTERVAL` is
@@ -27,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from worker.telemetry.emf import Emf
+from worker.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
     from worker.config import Config
@@ -35,6 +40,21 @@ if TYPE_CHECKING:
 #: The metric target tracking follows (`deploy/ecs.yaml` names it too; a test checks both).
 METRIC = "SlotUtilization"
 QUEUE_METRIC = "QueueDepth"
+#: The throttle rate's parts (`deploy/ecs.yaml`'s alarm divides one by the other).
+REQUESTS_METRIC = "Requests"
+THROTTLES_METRIC = "Throttles"
+
+
+def counts(metrics: Metrics) -> tuple[float, float]:
+    """(invocations finished or refused, refused) since the process started."""
+    finished = refused = 0.0
+    for key, value in metrics.snapshot()["counters"].items():
+        name = key.partition("|")[0]
+        if name == "worker_invocations_total":
+            finished += value
+        elif name == "worker_rejections_total":
+            refused += value
+    return finished + refused, refused
 
 
 class Utilisation:
@@ -46,11 +66,14 @@ class Utilisation:
         period: float,
         emf: Emf,
         clock: Callable[[], float] = time.monotonic,
+        counted: Callable[[], tuple[float, float]] | None = None,
     ) -> None:
         self.lanes = [lane for lane in lanes if lane.slots]
         self.period = period
         self.emf = emf
         self.clock = clock
+        self.counted = counted  # (requests, throttles) so far, read once per period
+        self.last = counted() if counted is not None else (0.0, 0.0)
         self._reset()
 
     def _reset(self) -> None:
@@ -84,6 +107,11 @@ class Utilisation:
             slots = sum(lane.slots for lane in self.lanes)
             put(METRIC, "None", (), round(sum(self.busy) / n / slots, 4))
             put(QUEUE_METRIC, "Count", (), round(sum(self.waiting) / n, 3))
+            if self.counted is not None:
+                now = self.counted()
+                put(REQUESTS_METRIC, "Count", (), now[0] - self.last[0])
+                put(THROTTLES_METRIC, "Count", (), now[1] - self.last[1])
+                self.last = now
             self.emf.flush()
         self._reset()
 
@@ -95,8 +123,9 @@ class Utilisation:
         self.write()
 
 
-def start(config: Config, lanes: Sequence[Lane]) -> Utilisation | None:
+def start(config: Config, lanes: Sequence[Lane], metrics: Metrics) -> Utilisation | None:
     """The process's utilisation reporter, or None when `WORKER_EMF_INTERVAL` is 0."""
     if config.emf_interval <= 0:
         return None
-    return Utilisation(lanes, config.emf_interval, Emf.from_env(config.function_name))
+    emf = Emf.from_env(config.function_name)
+    return Utilisation(lanes, config.emf_interval, emf, counted=lambda: counts(metrics))
