@@ -48,7 +48,9 @@ RUN set -eux; \
     pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" "$target"; \
     rm -rf /dist; \
     useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin worker
-# Handlers of your own: COPY them here (LAMBDA_TASK_ROOT is on the import path).
+# Handlers of your own: COPY them here (LAMBDA_TASK_ROOT is on the import path), then
+# `RUN python -m compileall -q /var/task`: with PYTHONDONTWRITEBYTECODE and a read-only
+# root, source left uncompiled is compiled again at every cold start (pip compiled ours).
 ENV LAMBDA_TASK_ROOT=/var/task
 WORKDIR /var/task
 USER 10001

@@ -162,6 +162,26 @@ def test_the_installed_package_is_not_the_source_tree(installed: Installed) -> N
     assert backend == "extension"  # the compiled classifier shipped in the wheel
 
 
+def test_the_installed_code_is_compiled_so_no_cold_start_compiles_it(installed: Installed) -> None:
+    """The image sets PYTHONDONTWRITEBYTECODE (its root is read-only): only bytecode the
+    install wrote spares every cold start compiling the runtime's source."""
+    out = subprocess.run(
+        [
+            installed.python,
+            "-c",
+            "import importlib.util as u, os, pathlib, worker, handlers.echo as h;"
+            "missing = [str(p) for m in (worker, h) for p in pathlib.Path(m.__file__).parent.rglob"
+            "('*.py') if not os.path.exists(u.cache_from_source(str(p)))]; print(len(missing))",
+        ],
+        cwd=installed.readonly,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    ).stdout
+    assert out.strip() == "0"
+
+
 def test_ecs_mode_serves_http_read_only(installed: Installed, tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "serve.log"
