@@ -10,7 +10,10 @@ AWS_LAMBDA_MAX_CONCURRENCY = N for N in the levels:
   (c) ours, unbatched: as (a) with EMBED_MAX_BATCH=1;
   (d) ours, model host: as (a) with WORKER_MODEL_HOST=process: the model in one process
                that the workers reach over a Unix socket (what a GPU gets), measured on the
-               CPU against (a)'s copy-on-write sharing to choose between them.
+               CPU against (a)'s copy-on-write sharing to choose between them; it runs
+               K batches at once (by device, `max_concurrent_batches`);
+  (e) ours, model host, K=1: as (d) with WORKER_MODEL_CONCURRENT_BATCHES=1, one batch in
+               flight (the host before K), to compare K in the same run.
 
 Load: wrk with N connections, each request one realistic sentence (8-64 tokens) drawn at
 random from a fixed set. Reported per level and runtime (medians of the rounds, runtimes
@@ -18,7 +21,8 @@ alternating within each round): requests/s, p50 and p99 latency, total PSS of th
 runtime's process tree. Then total PSS at N=16 for (a) and (b).
 
     python -m bench.inference [--rounds 3] [--seconds 10] [--levels 1,8,32,64] [--device cpu]
-                              [--runtimes ours,lmi,unbatched,hosted] [--memory-level 16]
+                              [--runtimes ours,lmi,unbatched,hosted,hosted1]
+                              [--memory-level 16]
 
 `--device cuda` is the GPU run: there every runtime's model is on the GPU (ours in the
 model host), and `--runtimes ours,unbatched --memory-level 0` measures the GPU line of
@@ -136,13 +140,26 @@ RUNTIMES = {
     ),
     "ours, max_batch_size=1": ("handlers.embed.handler", {"EMBED_MAX_BATCH": "1"}, None),
     "ours, model host process": ("handlers.embed.handler", {"WORKER_MODEL_HOST": "process"}, None),
+    "ours, model host process, K=1": (
+        "handlers.embed.handler",
+        {"WORKER_MODEL_HOST": "process", "WORKER_MODEL_CONCURRENT_BATCHES": "1"},
+        None,
+    ),
 }
 BASELINE = "awslambdaric (LMI default)"
 LMI_PER_VCPU = 16
 UNBATCHED = "ours, max_batch_size=1"
 HOSTED = "ours, model host process"
-#: `--runtimes` names them short.
-CHOICES = {"ours": "ours", "lmi": BASELINE, "unbatched": UNBATCHED, "hosted": HOSTED}
+HOSTED_ONE = "ours, model host process, K=1"
+#: `--runtimes` names them short; the default leaves out `hosted1` (a comparison for K).
+CHOICES = {
+    "ours": "ours",
+    "lmi": BASELINE,
+    "unbatched": UNBATCHED,
+    "hosted": HOSTED,
+    "hosted1": HOSTED_ONE,
+}
+DEFAULT_RUNTIMES = "ours,lmi,unbatched,hosted"
 
 
 def sentences(count: int = 200, seed: int = 7) -> list[str]:
@@ -251,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--levels", default="1,8,32,64")
     ap.add_argument("--memory-level", type=int, default=16, help="0: no memory run")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--runtimes", default=",".join(CHOICES), help="of " + ",".join(CHOICES))
+    ap.add_argument("--runtimes", default=DEFAULT_RUNTIMES, help="of " + ",".join(CHOICES))
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     try:
@@ -289,6 +306,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             row[name]["vs_unbatched"] = (
                 row[name]["rps"] / unbatched["rps"] if unbatched else math.nan
             )
+            ours = row.get("ours")
+            row[name]["vs_ours"] = row[name]["rps"] / ours["rps"] if ours else math.nan
             row[name]["p99_vs_unbatched"] = (
                 row[name]["p99_ms"] / unbatched["p99_ms"] if unbatched else math.nan
             )
@@ -334,8 +353,8 @@ def _ratio(value: float) -> str:
 def table(summary: dict[str, Any]) -> str:
     lines = [
         "| concurrency | runtime | req/s | p50 ms | p99 ms | errors | PSS MB | processes "
-        "| req/s vs LMI default | req/s vs unbatched | p99 vs unbatched |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| req/s vs LMI default | req/s vs unbatched | p99 vs unbatched | req/s vs ours |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c, row in summary["levels"].items():
         for name, s in row.items():
@@ -343,7 +362,8 @@ def table(summary: dict[str, Any]) -> str:
                 f"| {c} | {name} | {s['rps']:,.1f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | "
                 f"{s['errors']:.0f} | "
                 f"{s['pss_mb']:,.0f} | {s['processes']:.0f} | {_ratio(s['vs_lmi'])} | "
-                f"{_ratio(s['vs_unbatched'])} | {_ratio(s['p99_vs_unbatched'])} |"
+                f"{_ratio(s['vs_unbatched'])} | {_ratio(s['p99_vs_unbatched'])} | "
+                f"{_ratio(s['vs_ours'])} |"
             )
     m = summary.get("memory")
     if m is None:

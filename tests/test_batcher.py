@@ -1,4 +1,5 @@
-"""The batcher on the test's loop: batch closing, deadlines, failures, bounds, the cost model."""
+"""The batcher on the test's loop: batch closing, deadlines, failures, bounds, the cost model,
+and K batches in flight at once."""
 
 from __future__ import annotations
 
@@ -42,15 +43,18 @@ class Model:
         self.gate.clear()
         self.entered.clear()
 
-    async def wait_inside(self) -> None:
-        while not self.entered.is_set():
+    async def wait_inside(self, batches: int = 0) -> None:
+        """Until a batch is inside the model, or until `batches` batches have entered it."""
+        while not (len(self.batches) >= batches if batches else self.entered.is_set()):
             await asyncio.sleep(0.005)
 
 
-def batcher(model: Callable[[list[Any]], list[Any]], **settings: Any) -> Batcher:
+def batcher(
+    model: Callable[[list[Any]], list[Any]], concurrency: int = 1, **settings: Any
+) -> Batcher:
     spec = ModelSpec(name="m", loader=lambda: model, **settings)
     spec.fn = model
-    return Batcher(spec, Metrics())
+    return Batcher(spec, Metrics(), concurrency=concurrency)
 
 
 async def start_blocking_batch(model: Model, b: Batcher, item: Any = 0) -> asyncio.Task[Any]:
@@ -195,6 +199,111 @@ async def test_batch_size_and_wait_are_metrics() -> None:
     assert 'worker_batch_size_count{model="m"} 2' in text
     assert 'worker_batch_size_sum{model="m"} 5' in text
     assert 'worker_batch_wait_seconds_count{model="m"} 2' in text
+
+
+def gauge(b: Batcher, name: str) -> float:
+    return float(b.metrics.snapshot()["gauges"][f"{name}|model=m"])
+
+
+async def test_k_batches_run_at_once_and_the_metrics_show_it() -> None:
+    model = Model()
+    b = batcher(model, max_batch_size=1, concurrency=2)
+    await model.hold()
+    two = [asyncio.ensure_future(b.infer(i)) for i in (0, 1)]
+    await model.wait_inside(batches=2)  # both inside the model, neither let out yet
+    third = asyncio.ensure_future(b.infer(2))
+    while len(b.queue) < 1:  # no launch thread is free: it waits
+        await asyncio.sleep(0.005)
+    assert gauge(b, "worker_inference_batches_in_flight") == 2
+    assert gauge(b, "worker_inference_batches_in_flight_peak") == 2
+    text = render(b.metrics.snapshot())
+    assert 'worker_inference_overlapped_batches_total{model="m"} 1' in text
+    assert "# TYPE worker_inference_batches_in_flight gauge" in text
+    model.gate.set()
+    assert await asyncio.gather(*two, third) == [0, 10, 20]
+    assert sorted(model.batches) == [[0], [1], [2]]
+    assert gauge(b, "worker_inference_batches_in_flight") == 0
+    assert gauge(b, "worker_inference_batches_in_flight_peak") == 2
+
+
+async def test_a_free_launch_thread_takes_waiting_work_without_waiting_for_company() -> None:
+    model = Model()
+    b = batcher(model, max_wait_ms=60_000, concurrency=2)
+    first = await start_blocking_batch(model, b)  # nothing fitted yet: no wait
+    for n in (1, 8):
+        b.cost.add(n, 30.0)  # a fixed cost that would make an idle model wait 30 s
+    b.gap = 0.001
+    assert b.wait() == 30.0
+    second = asyncio.ensure_future(b.infer(1))
+    await asyncio.wait_for(model.wait_inside(batches=2), 30)  # launched, not held back
+    model.gate.set()
+    assert await asyncio.gather(first, second) == [0, 10]
+
+
+async def test_waiting_requests_are_shared_out_over_the_idle_launch_threads() -> None:
+    model = Model()
+    b = batcher(model, max_batch_size=8, max_wait_ms=20, concurrency=2)
+    for n in (1, 8):
+        b.cost.add(n, 1.0)  # a fixed cost only: an idle model waits max_wait for company
+    b.gap = 0.001
+    answers = await asyncio.gather(*(b.infer(i) for i in range(6)))
+    assert answers == [i * 10 for i in range(6)]
+    assert sorted(len(x) for x in model.batches) == [3, 3]  # not 6 beside an idle thread
+
+
+async def test_a_failing_batch_fails_only_its_requests_while_another_runs() -> None:
+    model = Model(fail_on="boom")
+    b = batcher(model, max_batch_size=4, concurrency=2)
+    await model.hold()
+    fine = asyncio.ensure_future(b.infer(1))
+    doomed = asyncio.ensure_future(b.infer("boom"))
+    await model.wait_inside(batches=2)  # [1] and ["boom"], side by side
+    later = [asyncio.ensure_future(b.infer(x)) for x in (2, 3)]
+    await asyncio.sleep(0)
+    model.gate.set()
+    with pytest.raises(RuntimeError, match="bad input 'boom'"):
+        await doomed
+    assert await fine == 10
+    assert await asyncio.gather(*later) == [20, 30]
+    assert sorted(model.batches, key=str) == sorted([[1], ["boom"], [2, 3]], key=str)
+
+
+async def test_out_of_memory_splits_only_the_batch_that_ran_out() -> None:
+    model = Model(oom_over=4)
+    b = batcher(model, max_batch_size=5, concurrency=2)
+    await model.hold()
+    held = [asyncio.ensure_future(b.infer(i)) for i in (0, 1)]
+    await model.wait_inside(batches=2)
+    rest = [asyncio.ensure_future(b.infer(i)) for i in range(2, 11)]
+    while len(b.queue) < 9:
+        await asyncio.sleep(0.005)
+    model.gate.set()
+    assert await asyncio.gather(*held, *rest) == [i * 10 for i in range(11)]
+    # Each freed thread takes a batch: 2-6 (five, out of memory: 2 + 3) and 7-10 (four,
+    # which fits and runs once, whole, beside the split).
+    assert sorted(len(x) for x in model.batches[2:]) == [2, 3, 4, 5]
+    assert model.batches.count([7, 8, 9, 10]) == 1
+
+
+async def test_drain_waits_for_every_batch_in_flight() -> None:
+    model = Model()
+    b = batcher(model, max_batch_size=1, concurrency=2)
+    await model.hold()
+    calls = [asyncio.ensure_future(b.infer(i)) for i in (0, 1)]
+    await model.wait_inside(batches=2)
+    waiting = asyncio.ensure_future(b.infer(2))
+    while len(b.queue) < 1:
+        await asyncio.sleep(0.005)
+    b.close()
+    with pytest.raises(LambdaError, match="shut down"):
+        await waiting  # queued, never started: failed at once
+    drained = asyncio.ensure_future(b.drain())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not drained.done()  # both batches are still inside the model
+    model.gate.set()
+    await drained
+    assert [c.result() for c in calls] == [0, 10]  # answered by the time drain returns
 
 
 def test_cost_model_recovers_a_linear_cost() -> None:

@@ -70,8 +70,14 @@ def anon_pss(models, weights: int, calls: Path) -> tuple[int, list[int], bool]: 
     srv = models("tests.apps.models.handler", "--workers", "2", env=env)
     loader = int(calls.read_text().splitlines()[-1].split()[1])
     wait_for(lambda: len(set(srv.children()) - {loader}) == 2, "two workers")
-    for i in range(40):  # reach both workers; each answers from the one copy
-        assert asyncio.run(invoke(srv.port, {"x": i})).json()["out"] == 2 * i  # type: ignore[index]
+
+    async def together() -> list[object]:
+        answers = await asyncio.gather(*(invoke(srv.port, {"x": i}) for i in range(40)))
+        return [a.json()["out"] for a in answers]  # type: ignore[index]
+
+    # Both workers, and in the model host its launch threads (`double` runs two batches
+    # at once there), answer from the one copy.
+    assert asyncio.run(together()) == [2 * i for i in range(40)]
     workers = set(srv.children()) - {loader}
     assert loader == srv.pid or loader in srv.children()  # the supervisor or its model host
     total = sum(smaps(pid)["Pss_Anon"] for pid in [srv.pid, *srv.children()]) * 1024

@@ -1,4 +1,5 @@
-"""The model host process: placement, its death and restart, the drain, errors across it."""
+"""The model host process: placement, its death and restart, the drain, errors across it,
+K batches of one model at once."""
 
 from __future__ import annotations
 
@@ -123,6 +124,47 @@ async def test_a_request_past_its_deadline_never_reaches_the_hosted_model(
     expired = 'worker_inference_expired_total{model="narrow"}'
     wait_for(lambda: metric(srv.admin("/_worker/metrics")[1].decode(), expired, 0) == 1, "drop")
     assert Path(f"{gate}.entered").read_text().split() == ["1"]  # only the first ran
+
+
+async def two_held_in_the_host(serve, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Two workers and a model host whose `pair` model (K=2) holds both of two requests
+    inside the model at once until the gate file exists: (environment, gate, requests)."""
+    gate = tmp_path / "gate"
+    env = {**HOSTED, "PAIR_GATE": str(gate)}
+    srv = serve("tests.apps.models.pair", "--workers", "2", env=env)
+    held = [asyncio.ensure_future(invoke(srv.port, {"x": x})) for x in (1, 2)]
+    entered = Path(f"{gate}.entered")
+    while len(entered.read_text().split() if entered.exists() else []) < 2:
+        await asyncio.sleep(0.01)
+    return srv, gate, held
+
+
+async def test_the_model_host_runs_k_batches_at_once(serve, tmp_path: Path) -> None:
+    srv, gate, held = await two_held_in_the_host(serve, tmp_path)
+    text = lambda: srv.admin("/_worker/metrics")[1].decode()  # noqa: E731
+    in_flight = 'worker_inference_batches_in_flight{model="pair"}'
+    # The model host's figures reach /metrics with its next snapshot (once a second).
+    wait_for(lambda: metric(text(), in_flight, 0) == 2, "two batches in flight")
+    assert metric(text(), 'worker_inference_overlapped_batches_total{model="pair"}') == 1
+    gate.touch()
+    assert sorted([(await call).json() for call in held]) == [3, 6]
+    wait_for(lambda: metric(text(), in_flight, -1) == 0, "none in flight")
+    assert metric(text(), 'worker_inference_batches_in_flight_peak{model="pair"}') == 2
+
+
+async def test_sigterm_waits_for_every_batch_in_flight_in_the_host(serve, tmp_path: Path) -> None:
+    srv, gate, held = await two_held_in_the_host(serve, tmp_path)
+    srv.proc.send_signal(signal.SIGTERM)
+    while True:  # draining: the listening socket is closed
+        try:
+            await invoke(srv.port)
+        except OSError:
+            break
+        await asyncio.sleep(0.01)
+    assert not any(call.done() for call in held)
+    gate.touch()
+    assert sorted([(await call).json() for call in held]) == [3, 6]
+    assert await asyncio.to_thread(srv.proc.wait, 30) == 0
 
 
 def test_the_model_host_and_the_workers_end_with_their_supervisor(serve, tmp_path: Path) -> None:

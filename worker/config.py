@@ -239,6 +239,13 @@ SETTINGS: dict[str, Setting] = {
         parse=int,
         help="torch threads per worker process for models (0: cores / processes)",
     ),
+    "model_concurrent_batches": Setting(
+        env="WORKER_MODEL_CONCURRENT_BATCHES",
+        flag=None,
+        parse=int,
+        help="batches of one model the model host runs at once, overriding each model's"
+        " max_concurrent_batches (0: the model's, else by device)",
+    ),
     "model_host": Setting(
         env="WORKER_MODEL_HOST",
         flag=None,
@@ -441,11 +448,13 @@ class Config:
     routes: str = ""
     offload_queue_url: str = ""
     warmup: str = "on"  # WORKER_WARMUP: on|off
+    warmup_delay_ms: float = 75.0  # lambda-warmer's own default delay
     runtime_api: str = ""  # AWS_LAMBDA_RUNTIME_API: host:port of the Runtime API
     runtime_api_attempts: int = 10
     runtime_api_pipeline: int = 1
     model_threads: int = 0  # 0: the cores shared out over the worker processes
     model_host: str = "auto"
+    model_concurrent_batches: int = 0  # 0: each model's max_concurrent_batches, or by device
     #: Set by the supervisor after the init phase: models run in the worker processes.
     local_models: bool = False
     #: Set by the supervisor after the init phase: every call runs a web framework.

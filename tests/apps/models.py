@@ -2,7 +2,8 @@
 
 MODEL_CALLS: a file the loader appends "load <pid>" to (a loader call count per
 environment). MODEL_LOAD: "raise" or "hang". MODEL_BYTES: weights to hold (shared by
-the worker processes). MODEL_DELAY: seconds each batch takes.
+the worker processes). MODEL_DELAY: seconds each batch takes. NARROW_GATE, PAIR_GATE:
+files whose existence lets the `narrow` and `pair` models' batches end.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ def _note(line: str) -> None:
             f.write(line + "\n")
 
 
-@worker.model("double", max_batch_size=16, max_wait_ms=20, warmup=[0], device="cpu")
+@worker.model(
+    "double", max_batch_size=16, max_wait_ms=20, warmup=[0], device="cpu", max_concurrent_batches=2
+)
 def load_double() -> Any:
     _note(f"load {os.getpid()}")
     behaviour = os.environ.get("MODEL_LOAD", "")
@@ -56,7 +59,7 @@ async def unknown(event: Any, context: Any) -> Any:
     return await context.infer("no-such-model", 1)
 
 
-@worker.model("narrow", max_batch_size=1, max_queue=1, device="cpu")
+@worker.model("narrow", max_batch_size=1, max_queue=1, max_concurrent_batches=1, device="cpu")
 def load_narrow() -> Any:
     """One item a batch, one waiting: each batch holds until NARROW_GATE exists."""
 
@@ -73,6 +76,26 @@ def load_narrow() -> Any:
 
 async def narrow(event: Any, context: Any) -> Any:
     return await context.infer("narrow", event["x"])
+
+
+@worker.model("pair", max_batch_size=1, max_concurrent_batches=2, device="cpu")
+def load_pair() -> Any:
+    """One item a batch, two batches at once in the model host: each appends its item to
+    PAIR_GATE.entered, then holds until PAIR_GATE exists."""
+
+    def batch(xs: list[Any]) -> list[Any]:
+        gate = os.environ["PAIR_GATE"]
+        with open(gate + ".entered", "a") as f:
+            f.write(f"{xs[0]}\n")
+        while not os.path.exists(gate):
+            time.sleep(0.005)
+        return [x * 3 for x in xs]
+
+    return batch
+
+
+async def pair(event: Any, context: Any) -> Any:
+    return await context.infer("pair", event["x"])
 
 
 class Unpicklable(Exception):

@@ -11,6 +11,12 @@ requests of every slot of every worker together.
 `WORKER_MODEL_HOST=process` puts every model here, CPU ones too; by default only models
 on a GPU come here (`docs/architecture.md` has the CPU measurements behind that).
 
+The host runs up to K batches of each model at once over its one copy of the weights
+(`batches_in_flight`): on the CPU K launch threads split the cores (torch's intra-op
+threads per batch = cores ÷ K), on a GPU each launch thread queues on its own CUDA
+stream. Each thread also pickles its batch's outputs, so the loop here only reads
+requests and writes finished frames.
+
 The host ignores SIGTERM and SIGINT: the supervisor ends it after the last worker has
 drained (an in-flight invocation may still be waiting on a batch), by closing the control
 socket, which also ends it when the supervisor itself dies.
@@ -31,7 +37,7 @@ from typing import Any
 import orjson
 import uvloop
 
-from worker.config import cores
+from worker.config import SETTINGS, cores
 from worker.errors import LambdaError, from_exception
 from worker.inference import registry, wire
 from worker.inference.batcher import Batcher
@@ -43,6 +49,44 @@ log = logging.getLogger("worker.inference")
 NAME = "model-host"
 #: Seconds the host gets to finish once the supervisor lets it go, before SIGKILL.
 STOP_TIMEOUT = 5.0
+
+
+#: Batches in flight per model on a GPU by default: while one batch's host work runs
+#: (tokenising, copying back), the others' kernels keep the device busy.
+GPU_BATCHES = 4
+#: The CPU's default K is one batch per core up to this; past it the cores are shared out
+#: as more intra-op threads per batch rather than more, smaller batches.
+CPU_MAX_BATCHES = 8
+
+
+def batches_in_flight(spec: registry.ModelSpec, override: int = 0) -> int:
+    """K for `spec`: `override` (WORKER_MODEL_CONCURRENT_BATCHES), else the model's
+    `max_concurrent_batches`, else by device: a batch per core on the CPU (each on one
+    core, as the copy-on-write placement's one batch per worker process), GPU_BATCHES on
+    a GPU."""
+    if override > 0:
+        return override
+    if spec.max_concurrent_batches is not None:
+        return spec.max_concurrent_batches
+    if spec.resolved_device.startswith("cuda"):
+        return GPU_BATCHES
+    return max(1, min(cores(), CPU_MAX_BATCHES))
+
+
+def threads_per_batch(k: int, threads: int = 0) -> int:
+    """torch's intra-op threads for each of `k` launch threads: the host's threads
+    (`threads`, else the cores) split over them, at least one each. One batch alone
+    leaves a core to the loops, as in a worker process (`host.start`)."""
+    total = threads or cores()
+    return max(1, min(total // k, total - 1))
+
+
+def concurrency_override() -> int:
+    """WORKER_MODEL_CONCURRENT_BATCHES, as the supervisor's config read (and checked) it
+    from the environment this process inherited."""
+    setting = SETTINGS["model_concurrent_batches"]
+    raw = os.environ.get(setting.env, "")
+    return max(0, int(setting.parse(raw))) if raw else 0
 
 
 def socket_path(root: str) -> str:
@@ -149,26 +193,44 @@ def _main(
     except LambdaError as exc:
         control.sendall(orjson.dumps(exc.body()) + b"\n")
         return 1
+    override = concurrency_override()
+    plans = {spec.name: batches_in_flight(spec, override) for spec in specs}
     torch = sys.modules.get("torch")
     if torch is not None:
-        # The host runs the batches; the workers' loops need a core of their own.
-        torch.set_num_threads(threads or max(1, cores() - 1))
+        # Each launch thread sets its own share (`Batcher`); this is the loop thread's,
+        # and the share of any thread torch starts on its own.
+        torch.set_num_threads(threads_per_batch(max(plans.values(), default=1), threads))
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(_serve(specs, path, control, root))
+        loop.run_until_complete(_serve(specs, path, control, root, plans, threads))
     finally:
         loop.close()
     return 0
 
 
 async def _serve(
-    specs: list[registry.ModelSpec], path: str, control: socket.socket, root: str
+    specs: list[registry.ModelSpec],
+    path: str,
+    control: socket.socket,
+    root: str,
+    plans: dict[str, int],
+    threads: int,
 ) -> None:
     loop = asyncio.get_running_loop()
     metrics = Metrics()
     store = SnapshotStore(os.path.join(root, "metrics"))
-    batchers = {spec.name: Batcher(spec, metrics) for spec in specs}
+    batchers = {
+        spec.name: Batcher(
+            spec,
+            metrics,
+            concurrency=plans[spec.name],
+            threads=threads_per_batch(plans[spec.name], threads),
+            encode=wire.encode,
+        )
+        for spec in specs
+    }
+    answering: set[asyncio.Task[None]] = set()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # a dead predecessor's
 
@@ -180,6 +242,8 @@ async def _serve(
                 task = loop.create_task(answer(writer, rid, name, item, deadline))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
+                answering.add(task)
+                task.add_done_callback(answering.discard)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the worker went away; its requests' answers have nobody to go to
         finally:
@@ -192,7 +256,8 @@ async def _serve(
         try:
             if batcher is None:
                 raise LambdaError("Runtime.ModelNotFound", f"No model named '{name}' is hosted")
-            reply = (rid, True, await batcher.infer(item, deadline))
+            ok, payload = await batcher.infer(item, deadline)  # encoded on its launch thread
+            reply = (rid, ok, payload)
         except Exception as exc:
             reply = (rid, False, wire.portable(exc))
         if writer.is_closing():
@@ -207,7 +272,12 @@ async def _serve(
     os.chmod(path, 0o600)
     control.setblocking(False)
     await loop.sock_sendall(control, b"ready\n")
-    log.info("model host ready", extra={"fields": {"models": list(batchers), "pid": os.getpid()}})
+    log.info(
+        "model host ready",
+        extra={
+            "fields": {"models": list(batchers), "batches_in_flight": plans, "pid": os.getpid()}
+        },
+    )
 
     async def snapshots() -> None:
         while True:
@@ -225,5 +295,10 @@ async def _serve(
     server.close()
     for batcher in batchers.values():
         batcher.close()
+    # Normally nothing is left (the workers drained first), but a batch still running
+    # ends and is answered before the process does.
+    await asyncio.gather(*(batcher.drain() for batcher in batchers.values()))
+    if answering:
+        await asyncio.wait(list(answering))
     with contextlib.suppress(OSError):
         store.write(NAME, metrics.snapshot() | {"gauges": {}})

@@ -47,6 +47,9 @@ class ModelSpec:
     #: Requests waiting per process before new ones are refused (None: DEFAULT_QUEUE, or
     #: 8 batches' worth when that is more).
     max_queue: int | None = None
+    #: Batches of this model the model host runs at once (None: by device, see
+    #: `modelhost.batches_in_flight`); a worker process runs one at a time.
+    max_concurrent_batches: int | None = None
     fn: BatchFn | None = None
     resolved_device: str = ""
     #: Served by the model host process (`modelhost.py`), not loaded in this one.
@@ -76,6 +79,7 @@ def model(
     warmup: list[Any] | None = None,
     size_fn: Callable[[Any], int] | None = None,
     max_queue: int | None = None,
+    max_concurrent_batches: int | None = None,
 ) -> Callable[[Loader], Loader]:
     """Register `loader` as model `name`. The loader gets the device when it takes an
     argument and returns the batch function. Bounds are checked here, at import."""
@@ -85,6 +89,10 @@ def model(
         raise ValueError(f"model {name!r}: max_wait_ms must be >= 0, got {max_wait_ms}")
     if max_queue is not None and max_queue < 1:
         raise ValueError(f"model {name!r}: max_queue must be >= 1, got {max_queue}")
+    if max_concurrent_batches is not None and max_concurrent_batches < 1:
+        raise ValueError(
+            f"model {name!r}: max_concurrent_batches must be >= 1, got {max_concurrent_batches}"
+        )
 
     def register(loader: Loader) -> Loader:
         MODELS[name] = ModelSpec(
@@ -96,6 +104,7 @@ def model(
             warmup=list(warmup) if warmup is not None else None,
             size_fn=size_fn,
             max_queue=max_queue,
+            max_concurrent_batches=max_concurrent_batches,
         )
         return loader
 

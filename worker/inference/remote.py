@@ -68,7 +68,10 @@ class RemoteModels:
                 if future is None or future.done():
                     continue  # its invocation ended (timed out) while the batch ran
                 if ok:
-                    future.set_result(payload)
+                    try:
+                        future.set_result(wire.decode(payload))
+                    except Exception as exc:  # an output this process cannot rebuild
+                        future.set_exception(exc)
                 else:
                     future.set_exception(payload)
         except (asyncio.IncompleteReadError, ConnectionError):

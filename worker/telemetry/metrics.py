@@ -83,6 +83,18 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "worker_batch_wait_seconds": ("histogram", "Wait of a batch's oldest request, by model."),
     "worker_batch_seconds": ("histogram", "Batch function time per batch, by model."),
     "worker_inference_queue_depth": ("gauge", "Inference requests waiting for a batch."),
+    "worker_inference_batches_in_flight": (
+        "gauge",
+        "Batches running in the model now, by model (at most its K per process).",
+    ),
+    "worker_inference_batches_in_flight_peak": (
+        "gauge",
+        "The most batches seen running at once since the process started, by model.",
+    ),
+    "worker_inference_overlapped_batches_total": (
+        "counter",
+        "Batches launched while another batch of the model was running, by model.",
+    ),
     "worker_inference_rejections_total": (
         "counter",
         "Inference requests refused at once (queue bound, predicted deadline miss), by model.",
