@@ -168,6 +168,13 @@ SETTINGS: dict[str, Setting] = {
         help='on: warm-up pings (serverless-plugin-warmup, lambda-warmer, {"worker": "warmup"})'
         " are answered by the runtime, never the handler; off: the handler gets them",
     ),
+    "warmup_delay_ms": Setting(
+        env="WORKER_WARMUP_DELAY_MS",
+        flag=None,
+        parse=float,
+        help="Lambda mode: how long lambda-warmer's fan-out pings hold their slot before"
+        " their answer, so that they land on different environments (lambda-warmer's delay)",
+    ),
     "runtime_api_attempts": Setting(
         env="WORKER_RUNTIME_API_ATTEMPTS",
         flag=None,
@@ -557,11 +564,13 @@ class Config:
             "queue_size",
             "max_payload",
             "model_threads",
+            "model_concurrent_batches",
             "max_invocations",
             "max_rss_mb",
             "queue_wait",
             "queue_wait_min_ms",
             "sync_on_loop_ms",
+            "warmup_delay_ms",
             "feed",
             "emf_interval",
         ):

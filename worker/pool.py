@@ -29,6 +29,7 @@ from worker.placement import Placement, Placements, counts, run_counted, since
 from worker.telemetry.logs import request_id
 from worker.telemetry.metrics import LaneStats, Metrics
 from worker.tracing import trace_id
+from worker.warmup import Warmup
 
 log = logging.getLogger("worker.pool")
 
@@ -41,10 +42,6 @@ WATCH_INTERVAL = 0.02
 #: observing every invocation was 0.7 µs of the 7 the HTTP path spends per request.
 OBSERVE_ALL_FROM = 0.001
 OBSERVE_EVERY = 8
-
-#: The answer to a warm-up ping. Neither serverless-plugin-warmup nor lambda-warmer reads
-#: what the function returns; this says, to anyone who looks, that the runtime took it.
-WARMED = {"warmed": True}
 
 
 def shutdown_error() -> LambdaError:
@@ -146,6 +143,7 @@ class Pool:
         self._on_stuck: Callable[[str], None] | None = None
         self._stats = {lane.name: metrics.lane(lane.name) for lane in lanes.all}
         self.function = environment.function(config, worker_tmp)
+        self.warmups = Warmup(config, self.function, metrics)
         for lane in lanes.all:
             labels = (("lane", lane.name),)
             metrics.gauge("worker_in_flight", labels, _reader(lane, "in_flight"))
@@ -182,12 +180,11 @@ class Pool:
     def submit(self, job: Job) -> bool:
         """Admit a job into its lane, or False when the lane is full (answer 429).
 
-        A warm-up ping (`WARMUP`, while `WORKER_WARMUP` is on) is answered here, in every
-        mode: the environment is warm once it is read, so no lane, slot or handler is
-        needed, and no route profile learns from a no-op."""
+        A warm-up ping (`WARMUP`, while `WORKER_WARMUP` is on) is answered by the runtime
+        (`worker.warmup`), in every mode: the environment is warm once it is read, so no
+        lane, slot or handler is needed, and no route profile learns from a no-op."""
         if job.kind == WARMUP and self.warmup:
-            self.metrics.inc("worker_warmup_total", (("source", job.route),))
-            job.reply(WARMED, None)
+            self.warmups.answer(job)
             return True
         lane = self.lanes.choose(job)
         if lane.offer(job):
@@ -203,6 +200,7 @@ class Pool:
         """
         for lane in self.lanes.all:
             lane.close()
+        self.warmups.close()  # pings still held are answered now
         tasks = [slot.task for slot in self.slots if slot.task is not None]
         pending: set[asyncio.Task[None]] = set()
         if tasks:

@@ -42,6 +42,7 @@ NAMES: dict[str, tuple[str, str, float]] = {
     "worker_errors_total": ("Errors", "Count", 1.0),
     "worker_rejections_total": ("Rejections", "Count", 1.0),
     "worker_warmup_total": ("WarmupPings", "Count", 1.0),
+    "worker_warmup_fanout_total": ("WarmupFanout", "Count", 1.0),
     "worker_batch_size": ("BatchSize", "Count", 1.0),
     "worker_batch_wait_seconds": ("BatchWait", "Milliseconds", 1000.0),
     "worker_inference_rejections_total": ("InferenceRejections", "Count", 1.0),

@@ -56,6 +56,11 @@ FAMILIES: dict[str, tuple[str, str]] = {
         "Warm-up pings answered by the runtime (never the handler), by warmer: "
         "serverless-plugin-warmup, lambda-warmer or worker.",
     ),
+    "worker_warmup_fanout_total": (
+        "counter",
+        "Invocations of lambda-warmer's fan-out the runtime made in Lambda mode, by outcome: "
+        "sent (Lambda took it) or failed.",
+    ),
     "worker_restarts_total": ("counter", "Worker processes replaced after they died."),
     "worker_queue_expired_total": (
         "counter",
