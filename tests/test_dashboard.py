@@ -1,11 +1,14 @@
-"""Mission Control end to end: the page in headless Chromium, charts changing under load."""
+"""Mission Control end to end: the page in headless Chromium, charts changing under load,
+the saturation warning, and the forecast drawn over the live rate."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import orjson
 
 from tests.client import invoke, request
 from tests.conftest import ROOT, Proc
+from worker.telemetry import forecast_feed
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
@@ -185,3 +189,52 @@ async def test_the_dashboard_warns_of_saturation_before_any_429(
         (held / "release").touch()
         answers = await asyncio.gather(*pending)
     assert [a.status for a in answers] == [200] * 5
+
+
+async def test_the_dashboard_draws_the_forecast_and_says_the_rate_is_above_it(
+    serve: Callable[..., Proc], tmp_path: Path
+) -> None:
+    # A forecast of a hundredth of a request a second around now: any load is far above it.
+    now = time.time() // 60 * 60
+    steps = 180
+    path = tmp_path / "forecast.json"
+    doc = forecast_feed.document(now - 3600, 60, 0.95, [0.01] * steps, [0.005] * steps,
+                                 [0.02] * steps)  # fmt: skip
+    path.write_text(json.dumps(doc))
+    srv = serve(
+        "tests.apps.basic.whoami", "--workers", "1", env={"WORKER_FORECAST_FILE": str(path)}
+    )
+    stop = asyncio.Event()
+
+    async def load() -> None:
+        while not stop.is_set():
+            await asyncio.gather(*(invoke(srv.port, {}) for _ in range(8)))
+
+    driver = asyncio.ensure_future(load())
+    url = f"http://127.0.0.1:{srv.admin_port}/_worker/dashboard"
+    try:
+        ahead = await _outlook(srv.admin_port, lambda a: a["forecast"]["state"] == "above")
+        fc = ahead["forecast"]
+        assert fc["file"] == str(path) and fc["error"] is None
+        assert fc["expected"] == {"mean": 0.01, "lower": 0.005, "upper": 0.02}
+        assert fc["live_rps"] > 0.02
+        # The window back and the hour ahead, a step a minute.
+        assert 60 <= len(fc["points"]) <= 64
+        assert fc["points"][0][0] <= time.time() - fc["before_s"]
+        assert fc["points"][-1][0] >= time.time() + 3500
+
+        dom = await _headless(url, "--dump-dom")
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "dashboard-forecast.png"
+        shot.unlink(missing_ok=True)
+        await _headless(url, f"--screenshot={shot}")
+    finally:
+        stop.set()
+        await driver
+    assert 'data-forecast="above"' in dom
+    note = _text(dom, "forecast-note")
+    assert note.startswith("⚠ above forecast:") and "0.01 req/s expected now" in note, note
+    assert "95 % interval 0.005 to 0.02" in note
+    drawn = re.search(r'id="c-forecast" data-points="(\d+)"', dom)
+    assert drawn and int(drawn.group(1)) >= 60, "the page drew the forecast's steps"
+    assert Path(shot).stat().st_size > 10_000

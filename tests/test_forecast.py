@@ -35,6 +35,7 @@ from worker.forecast.sources import (
     read_csv,
     read_export,
 )
+from worker.telemetry import forecast_feed
 
 #: Monday 2026-01-05 00:00 UTC.
 MONDAY = dt.datetime(2026, 1, 5, tzinfo=dt.UTC).timestamp()
@@ -302,6 +303,27 @@ def test_the_table(two_weeks: Path) -> None:
     assert "| 2 |" in done.stdout  # a peak per day
     assert "function:my-function:live" in done.stdout
     assert "| schedule |" in done.stdout and "| on demand |" in done.stdout
+
+
+def test_the_forecast_file_is_what_mission_control_reads(two_weeks: Path, tmp_path: Path) -> None:
+    path = tmp_path / "forecast.json"
+    done = run_forecast("--from", str(two_weeks), "--horizon", "2d", "--emit", "forecast",
+                        "--out", str(path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and list(tmp_path.iterdir()) == [path]  # nothing half written left
+    series = forecast_feed.read(str(path))
+    history, ahead = synthetic(weeks=2)
+    assert series.start == history.end and series.step == 60
+    assert len(series.mean) == 2 * 1440 and series.interval == 0.95
+    # The rates are the model's forecast, per second, as the table and the schedule use.
+    model = fit(history).forecast(2 * DAY)
+    assert series.mean == pytest.approx(model.mean.tolist(), abs=1e-6)
+    assert mape(np.array(series.mean[:1440]), ahead[:1440] / 60) < 0.04
+    assert all(lo <= hi for lo, hi in zip(series.lower, series.upper, strict=True))
+    # Served for a moment inside it: the band at that moment and the hour after.
+    view = forecast_feed.view(series, series.start + DAY + 30, before_s=120, rate=0.0)
+    assert view["expected"] is not None and view["state"] == "below"
+    assert len(view["points"]) == 63  # the two minutes before, the step holding now, an hour
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,13 @@ SETTINGS: dict[str, Setting] = {
         help="seconds of samples Mission Control fits the queue trend over and measures"
         " rates, throttling and cost across",
     ),
+    "forecast_file": Setting(
+        env="WORKER_FORECAST_FILE",
+        flag=None,
+        parse=str,
+        help="a file `worker forecast --emit forecast` wrote: Mission Control draws it over"
+        " the live request rate (read again when it changes)",
+    ),
     "queue_wait_min_ms": Setting(
         env="WORKER_QUEUE_WAIT_MIN_MS",
         flag=None,
@@ -430,6 +437,7 @@ class Config:
     queue_wait: float = 0.5
     queue_wait_min_ms: float = 5.0
     outlook_window: float = 120.0
+    forecast_file: str = ""  # '': no forecast on Mission Control
     timeout: float = 300.0
     init_timeout: float = 900.0
     max_payload: int = DEFAULT_MAX_PAYLOAD

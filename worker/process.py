@@ -97,7 +97,13 @@ class WorkerProcess:
             self.config.outlook_window,
             memory_mb=self.config.memory_mb,
         )
-        return orjson.dumps({"time": time.time(), "processes": processes, "outlook": ahead})
+        now = time.time()
+        if self.config.forecast_file:
+            from worker.telemetry import forecast_feed
+
+            feed = forecast_feed.feed(self.config.forecast_file)
+            ahead["forecast"] = feed.outlook(now, self.config.outlook_window, ahead)
+        return orjson.dumps({"time": now, "processes": processes, "outlook": ahead})
 
     def metrics_text(self) -> str:
         return render(merge([self.metrics.snapshot(), *self.store.read_all(skip=self.name)]))

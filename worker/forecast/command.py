@@ -1,17 +1,22 @@
 """`worker forecast`: the next day to week of invocations, and capacity scheduled for it.
 
     worker forecast --from SOURCE [--horizon 24h|7d] [--per-env-rps R | --duration-ms D
-                    --concurrency C] [--target lambda|ecs] [--emit table|cfn|json] [--out FILE]
+                    --concurrency C] [--target lambda|ecs] [--emit table|cfn|json|forecast]
+                    [--out FILE]
 
 SOURCE: a CSV of `timestamp,count` rows, a saved `aws cloudwatch get-metric-data` answer
 (.json), or `cloudwatch:FUNCTION[:ALIAS]` to read the last `--history` of the function's
 Invocations live (AWS_ENDPOINT_URL and AWS_REGION honoured). Spans take s, m, h or d.
+`--emit forecast` writes the forecast itself (requests per second and the interval, per
+step) for a running service's Mission Control to draw: `WORKER_FORECAST_FILE`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -32,6 +37,7 @@ from worker.forecast.schedule import (
     to_json,
 )
 from worker.forecast.sources import CLOUDWATCH_RETENTION_S, SourceError, load
+from worker.telemetry import forecast_feed
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY, "w": WEEK}
 #: The forecast's reach: beyond a week the model only repeats its cycles on a trend.
@@ -81,7 +87,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--task-vcpu", type=float, default=Billing.task_vcpu)
     g.add_argument("--task-memory-gb", type=float, default=Billing.task_memory_gb)
     g.add_argument("--prices", help="a price file in the bundled one's shape (worker cost)")
-    p.add_argument("--emit", choices=("table", "cfn", "json"), default="table")
+    p.add_argument("--emit", choices=("table", "cfn", "json", "forecast"), default="table",
+                   help="forecast: the rates per step, for WORKER_FORECAST_FILE")  # fmt: skip
     p.add_argument("--out", help="write the output here (default: stdout)")
     return p
 
@@ -138,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         history = load(args.source, history_s=args.history, metric_id=args.metric_id)
         model = fit(history, options)
         forecast = model.forecast(args.horizon)
+        if args.emit == "forecast":  # the rates alone: no schedule to plan or price
+            return write(json.dumps(to_feed(forecast)), args.out)
         windows = plan(forecast, sizing, args.window)
         if args.emit == "cfn":
             text = json.dumps(to_cloudformation(target, windows, sizing, args.lead), indent=2)
@@ -149,12 +158,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc))
     except (OSError, json.JSONDecodeError, KeyError) as exc:
         return fail(f"{type(exc).__name__}: {exc}")
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-    else:
+    return write(text, args.out)
+
+
+def write(text: str, out: str | None) -> int:
+    """Print `text`, or put it at `out` whole: a running service re-reads its forecast
+    file when it changes, so it must never see one half written."""
+    if not out:
         print(text)
+        return 0
+    partial = f"{out}.{os.getpid()}.partial"
+    try:
+        with open(partial, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        os.replace(partial, out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        return fail(f"cannot write {out}: {exc.strerror or exc}")
     return 0
+
+
+def to_feed(forecast: Forecast) -> dict[str, object]:
+    """The forecast as `worker.telemetry.forecast_feed` reads it."""
+    return forecast_feed.document(
+        forecast.start, forecast.step, forecast.interval,
+        forecast.mean.tolist(), forecast.lower.tolist(), forecast.upper.tolist(),
+    )  # fmt: skip
 
 
 def report(

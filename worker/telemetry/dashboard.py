@@ -6,7 +6,9 @@ process's registry, by process — once a second and charts throughput, p50/p99 
 in-flight per worker, queue depth and 429s per lane, batch size per model and restarts.
 It also draws what the server looks ahead with (`outlook`, in the same feed): utilisation
 per lane, the throttle rate against the 1 % line, the saturation forecast as a warning
-banner, and the cost per hour on each platform at the current rate.
+banner, the cost per hour on each platform at the current rate and, with
+`WORKER_FORECAST_FILE` set, `worker forecast`'s expected rate and interval with the
+arriving rate over them (`worker.telemetry.forecast_feed`), and a note when it leaves them.
 """
 
 from __future__ import annotations
