@@ -37,3 +37,9 @@ def soak(event: Any, context: Any) -> Any:
     elif action == "exit":
         os._exit(1)  # the whole worker process, with what it holds
     return {"ok": True}
+
+
+async def io_wait_50ms(event: Any, context: Any) -> Any:
+    """A handler that waits 50 ms on I/O: the cost benchmark's I/O-bound profile."""
+    await asyncio.sleep(0.05)
+    return {"ok": True}

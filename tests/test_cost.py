@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,60 @@ async def test_a_live_profile_is_read_from_the_admin_listener(serve) -> None:
         stop.set()
         await driver
     assert rps > 0 and duration >= 0
+
+
+#: A measured profile as bench/cost.py measures it (the no-op's figures on 2 cores).
+MEASURED = {
+    "handler": "handlers.echo.handler",
+    "rps": 6030.0,
+    "duration_ms": 0.03034,
+    "cpu_ms": 0.044,
+    "pss_mb": 33.0,
+    "memory_mb": 512.0,
+    "errors": 0.0,
+}
+
+
+def printed(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert command.main(argv) == 0
+    return capsys.readouterr().out
+
+
+def test_from_a_results_folder_prints_the_table_given_by_hand(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.cost import write
+
+    summary = write(tmp_path, {"no-op": MEASURED, "io-50ms": {**MEASURED, "duration_ms": 50.2}})
+    capsys.readouterr()
+    measured = printed(capsys, ["--from", str(tmp_path), "--profile", "no-op"])
+    by_hand = printed(capsys, ["--rps", "6030", "--duration-ms", "0.03034", "--memory-mb",
+                               "512", "--cpu-ms", "0.044", "--peak-to-mean", "3"])  # fmt: skip
+    assert measured == by_hand
+    assert "6,030.00 req/s, 0.03034 ms, 512 MB" in measured
+    # The file itself, a unique prefix of the name, and a flag over the measured value.
+    assert printed(capsys, ["--from", str(tmp_path / "cost.json"), "--profile", "no"]) == by_hand
+    at_ten = printed(capsys, ["--from", str(tmp_path), "--profile", "no-op", "--rps", "10"])
+    ten = next(t for t in summary["tables"]["no-op"] if t["rps"] == 10)
+    assert at_ten == ten["output"] + "\n"
+    # The command cost.json records for the measured rate prints the same table.
+    recorded = shlex.split(summary["profiles"]["no-op"]["command"])
+    assert recorded[:2] == ["worker", "cost"]
+    assert printed(capsys, recorded[2:]) == by_hand
+
+
+def test_from_results_names_the_profiles_when_it_cannot_pick_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.cost import write
+
+    write(tmp_path, {"no-op": MEASURED, "io-50ms": MEASURED, "io-1s": MEASURED})
+    capsys.readouterr()
+    for argv in (["--profile", "minilm"], ["--profile", "io"], []):
+        with pytest.raises(SystemExit) as info:
+            command.main(["--from", str(tmp_path), *argv])
+        assert info.value.code == 2
+        assert "no-op, io-50ms, io-1s" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        command.main(["--from", str(tmp_path / "missing")])
+    assert info.value.code == 2
