@@ -161,9 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 answers = one_start(handler, command)
                 figure = answers[0] if MEASURE[scenario] == "first" else answers[-1]
                 samples[name].append(figure * 1000)
-                print(
-                    f"[coldstart] {scenario} {r + 1}/{rounds} {name:14} {figure * 1e3:8.1f} ms"
-                )
+                print(f"[coldstart] {scenario} {r + 1}/{rounds} {name:14} {figure * 1e3:8.1f} ms")
         ours, theirs = median(samples["worker lambda"]), median(samples["awslambdaric"])
         summary["scenarios"][scenario] = {
             "measure": MEASURE[scenario],
@@ -204,6 +202,19 @@ def table(summary: dict[str, Any]) -> str:
     imp = summary["import_worker_ms"]
     lines += ["", f"`import worker`: **{imp['median']:.1f} ms** (median; target ≤ 25 ms)."]
     return "\n".join(lines) + "\n"
+
+
+def headline(summary: dict[str, Any]) -> str:
+    """The report headline's rows: each scenario's ratio against awslambdaric."""
+    rows = []
+    for scenario, s in summary["scenarios"].items():
+        which = "first answer of 8" if s["measure"] == "first" else "all 8 answered"
+        med = s["median_ms"]
+        rows.append(
+            f"| cold start, {scenario}, {which} | {med['worker lambda']:,.0f} ms "
+            f"| awslambdaric {med['awslambdaric']:,.0f} ms | **{s['ratio']:.2f}x** |"
+        )
+    return "\n".join(rows) + "\n"
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ from typing import Any
 
 from bench import (
     classify,
+    coldstart,
     coldstart_sim,
+    cost,
     http,
     inference,
     init_time,
@@ -44,6 +46,7 @@ STEPS = {
     "lambda": (45, 840),
     "classify": (6, 60),
     "inference": (32, 780),
+    "cost": (25, 80),
     "sqs": (6, 60),
     "overload": (14, 90),
     "lanes": (25, 80),
@@ -51,6 +54,7 @@ STEPS = {
     "web": (40, 420),
     "state": (40, 200),
     "init_time": (15, 30),
+    "coldstart": (15, 250),
     "soak": (35, 310),
     "coldstart_sim": (5, 10),
     "snapstart": (30, 30),
@@ -83,6 +87,8 @@ PARTS = (
     "soak",
     "coldstart_sim",
     "snapstart",
+    "cost",
+    "coldstart",
 )
 #: Where the report is published for readers of the repository (bench/results is not kept).
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
@@ -152,6 +158,10 @@ def run_all(out: Path, quick: bool, started: float) -> dict[str, Any]:
         ["--rounds", "1", "--seconds", "1", "--levels", "4", "--memory-level", "2"] if quick else []
     )
     inf_summary = inference.main([*inf_args, "--out", str(out)])
+    # After inference: MiniLM's files are warm in the page cache.
+    progress("cost", quick, started)
+    cost_args = ["--rounds", "1", "--seconds", "2", "--warmup", "1"] if quick else []
+    cost_summary = cost.main([*cost_args, "--out", str(out)])
     progress("sqs", quick, started)
     sqs_args = ["--rounds", "1", "--count", "200"] if quick else []
     sqs_summary = sqs.main([*sqs_args, "--out", str(out)])
@@ -181,12 +191,15 @@ def run_all(out: Path, quick: bool, started: float) -> dict[str, Any]:
     sim_summary = coldstart_sim.main([*(["--quick"] if quick else []), "--out", str(out)])
     progress("snapstart", quick, started)
     snap_summary = snapstart.main(["--rounds", "5", "--out", str(out)])
+    progress("coldstart", quick, started)
+    cold_args = ["--skip-minilm"] if quick else []  # 8 MiniLM copies a round: full runs only
+    cold_summary = coldstart.main([*cold_args, "--rounds", "5", "--out", str(out)])
     return dict(
         zip(
             PARTS,
             (summary, lam_summary, cls_summary, inf_summary, sqs_summary, ovl_summary,
              lanes_summary, scn_summary, web_summary, state_summary, init_summary,
-             soak_summary, sim_summary, snap_summary),
+             soak_summary, sim_summary, snap_summary, cost_summary, cold_summary),
             strict=True,
         )
     )  # fmt: skip
@@ -257,6 +270,12 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
         "",
         inference.table(inf_summary),
         "",
+        "## Cost: where each measured profile is cheapest",
+        "",
+        cost.method_line(results["cost"]),
+        "",
+        cost.table(results["cost"]),
+        "",
         "## SQS: `worker sqs` vs a plain boto3 consumer loop",
         "",
         f"Method: {sqs_summary['count']} messages per round on one moto server, fed to a "
@@ -323,6 +342,13 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
         "",
         init_time.table(init_summary),
         "",
+        "## Cold start: launch to answers, `worker lambda` vs awslambdaric",
+        "",
+        f"Method: {results['coldstart']['method']['measure']}; "
+        f"{results['coldstart']['method']['rounds']} rounds alternating, medians.",
+        "",
+        coldstart.table(results["coldstart"]),
+        "",
         "## Soak: mixed load and faults on one `worker serve`",
         "",
         f"Method: {soak_summary['seconds']:.0f} s; clients {soak_summary['method']['clients']} "
@@ -356,6 +382,7 @@ def write_report(out: Path, results: dict[str, Any], quick: bool, when: str) -> 
     headline_rows += headline_web_state(web_summary, state_summary, init_summary)
     headline_rows += soak.headline(soak_summary)
     headline_rows += coldstart_sim.headline(results["coldstart_sim"])
+    headline_rows += coldstart.headline(results["coldstart"])
     report[4:4] = ["## Headline: ours vs each baseline, same run", "", headline_rows, ""]
     (out / "report.md").write_text("\n".join(report) + "\n")
 
