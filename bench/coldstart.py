@@ -26,14 +26,23 @@ import compileall
 import concurrent.futures
 import os
 import selectors
-import signal
 import socket
 import subprocess
 import time
 import urllib.request
 from typing import Any
 
-from bench.harness import RESULTS, ROOT, free_port, median, publish, python, pythonpath, results_dir
+from bench.harness import (
+    RESULTS,
+    ROOT,
+    free_port,
+    median,
+    publish,
+    python,
+    pythonpath,
+    results_dir,
+    stop,
+)
 
 CONCURRENCY = 8
 INVOKE = "/2015-03-31/functions/function/invocations"
@@ -119,12 +128,7 @@ def one_start(handler: str, command: list[str] | None) -> list[float]:
             answers = sorted(c.result() for c in calls)
         return [t - started for t in answers]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         proc.stdout.close()
 
 

@@ -134,12 +134,7 @@ def server(
                 time.sleep(0.05)
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 
@@ -269,3 +264,13 @@ def write_script(path: Path, body: bytes) -> str:
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
     return str(path)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """End a process this benchmark started: SIGTERM (its drain), then SIGKILL after 30 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import selectors
-import signal
 import subprocess
 import time
 from typing import Any
@@ -31,6 +30,7 @@ from bench.harness import (
     python,
     pythonpath,
     results_dir,
+    stop,
 )
 
 HANDLER = "handlers.echo.handler"
@@ -89,12 +89,7 @@ def init_seconds(runtime: list[str]) -> float:
         log = b"\n".join(seen[-20:]).decode(errors="replace")
         raise RuntimeError(f"{runtime} was not ready:\n{log}")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         proc.stdout.close()
 
 

@@ -18,14 +18,13 @@ import argparse
 import http.client
 import os
 import selectors
-import signal
 import subprocess
 import time
 from typing import Any
 
 import orjson
 
-from bench.harness import RESULTS, ROOT, free_port, median, publish, python, results_dir
+from bench.harness import RESULTS, ROOT, free_port, median, publish, python, results_dir, stop
 
 HANDLER = "handlers.embed.handler"
 STARTING, READY = b'"emulating"', b'"runtime is ready"'
@@ -86,12 +85,7 @@ def one_round() -> tuple[float, float]:
             raise RuntimeError(f"the restored function answered {resp.status}: {answer[:200]!r}")
         return snapshot - started, answered - sent
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         assert proc.stdout is not None
         proc.stdout.close()
 
