@@ -363,7 +363,7 @@ def table(summary: dict[str, Any]) -> str:
                 f"{s['errors']:.0f} | "
                 f"{s['pss_mb']:,.0f} | {s['processes']:.0f} | {_ratio(s['vs_lmi'])} | "
                 f"{_ratio(s['vs_unbatched'])} | {_ratio(s['p99_vs_unbatched'])} | "
-                f"{_ratio(s['vs_ours'])} |"
+                f"{_ratio(s.get('vs_ours', math.nan))} |"
             )
     m = summary.get("memory")
     if m is None:
