@@ -25,7 +25,6 @@ import argparse
 import compileall
 import concurrent.futures
 import os
-import selectors
 import socket
 import subprocess
 import time
@@ -35,6 +34,7 @@ from typing import Any
 from bench.harness import (
     RESULTS,
     ROOT,
+    Lines,
     free_port,
     median,
     publish,
@@ -105,26 +105,12 @@ def one_start(handler: str, command: list[str] | None) -> list[float]:
     proc = subprocess.Popen(
         argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    started: float | None = None
-    seen: list[bytes] = []
+    lines = Lines(proc)
     try:
         with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as pool:
             body = b'{"text": "a cold start answers"}'
             calls = [pool.submit(_post, port, body, end) for _ in range(CONCURRENCY)]
-            with selectors.DefaultSelector() as sel:
-                sel.register(fd, selectors.EVENT_READ)
-                while started is None and sel.select(timeout=max(0.0, end - time.monotonic())):
-                    chunk = os.read(fd, 65536)
-                    now = time.monotonic()
-                    if not chunk:
-                        break
-                    seen.append(chunk)
-                    if STARTING in b"".join(seen[-2:]):
-                        started = now
-            if started is None:
-                raise RuntimeError("the emulator never started:\n" + b"".join(seen).decode())
+            started = lines.wait_for(STARTING, end)
             answers = sorted(c.result() for c in calls)
         return [t - started for t in answers]
     finally:

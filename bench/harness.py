@@ -8,6 +8,7 @@ import math
 import os
 import re
 import resource
+import selectors
 import signal
 import statistics
 import subprocess
@@ -274,3 +275,44 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+class Lines:
+    """A child's stdout read raw, each line stamped by this process's clock as it arrives
+    (a buffered reader could hold a line back and skew the times)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        self.fd = proc.stdout.fileno()
+        self.seen: list[bytes] = []
+        self._pending: list[tuple[bytes, float]] = []  # read, not yet looked at
+        self._partial = b""
+
+    def wait_for(self, marker: bytes, end: float) -> float:
+        """The arrival time of the next line holding `marker`, waiting until `end`
+        (time.monotonic); RuntimeError with the last lines if none came."""
+        while self._pending or self._read(end):
+            if not self._pending:
+                continue  # a chunk without a whole line yet
+            line, at = self._pending.pop(0)
+            self.seen.append(line)
+            if marker in line:
+                return at
+        log = b"\n".join(self.seen[-20:]).decode(errors="replace")
+        raise RuntimeError(f"no {marker.decode(errors='replace')} line:\n{log}")
+
+    def _read(self, end: float) -> bool:
+        """One chunk's whole lines into `_pending`; False once `end` passed or the child
+        ended."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.fd, selectors.EVENT_READ)
+            left = end - time.monotonic()
+            if left <= 0 or not sel.select(timeout=left):
+                return False
+            chunk = os.read(self.fd, 65536)
+        if not chunk:
+            return False
+        now = time.monotonic()
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        self._pending += [(line, now) for line in lines]
+        return True

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import selectors
 import subprocess
 import time
 from typing import Any
@@ -24,6 +23,7 @@ from bench.coldstart import compile_sources
 from bench.harness import (
     RESULTS,
     ROOT,
+    Lines,
     free_port,
     median,
     publish,
@@ -64,30 +64,11 @@ def init_seconds(runtime: list[str]) -> float:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    started: float | None = None
-    seen: list[bytes] = []
-    partial = b""
+    lines = Lines(proc)
     try:
-        with selectors.DefaultSelector() as sel:
-            # Raw reads, stamped as they arrive (a buffered reader could hold a line back).
-            sel.register(fd, selectors.EVENT_READ)
-            end = time.monotonic() + READY_WITHIN
-            while time.monotonic() < end and sel.select(timeout=end - time.monotonic()):
-                chunk = os.read(fd, 65536)
-                now = time.monotonic()
-                if not chunk:
-                    break  # the emulator ended
-                *lines, partial = (partial + chunk).split(b"\n")
-                for line in lines:
-                    seen.append(line)
-                    if started is None and STARTING in line:
-                        started = now
-                    elif started is not None and READY in line:
-                        return now - started
-        log = b"\n".join(seen[-20:]).decode(errors="replace")
-        raise RuntimeError(f"{runtime} was not ready:\n{log}")
+        end = time.monotonic() + READY_WITHIN
+        started = lines.wait_for(STARTING, end)
+        return lines.wait_for(READY, end) - started
     finally:
         stop(proc)
         proc.stdout.close()

@@ -17,42 +17,29 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import selectors
 import subprocess
 import time
 from typing import Any
 
 import orjson
 
-from bench.harness import RESULTS, ROOT, free_port, median, publish, python, results_dir, stop
+from bench.harness import (
+    RESULTS,
+    ROOT,
+    Lines,
+    free_port,
+    median,
+    publish,
+    python,
+    results_dir,
+    stop,
+)
 
 HANDLER = "handlers.embed.handler"
 STARTING, READY = b'"emulating"', b'"runtime is ready"'
 READY_WITHIN = 120.0
 #: The issue's target for the first answer after a restore.
 TARGET_MS = 100.0
-
-
-def _wait_for(proc: subprocess.Popen[bytes], marker: bytes, seen: list[bytes]) -> float:
-    """Read the emulator's stdout until a line holds `marker`; its arrival time."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    partial = b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        end = time.monotonic() + READY_WITHIN
-        while time.monotonic() < end and sel.select(timeout=end - time.monotonic()):
-            chunk = os.read(fd, 65536)
-            now = time.monotonic()
-            if not chunk:
-                break
-            *lines, partial = (partial + chunk).split(b"\n")
-            for line in lines:
-                seen.append(line)
-                if marker in line:
-                    return now
-    log = b"\n".join(seen[-20:]).decode(errors="replace")
-    raise RuntimeError(f"no {marker!r} from the emulator:\n{log}")
 
 
 def one_round() -> tuple[float, float]:
@@ -68,10 +55,11 @@ def one_round() -> tuple[float, float]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    seen: list[bytes] = []
+    lines = Lines(proc)
     try:
-        started = _wait_for(proc, STARTING, seen)
-        snapshot = _wait_for(proc, READY, seen)
+        end = time.monotonic() + READY_WITHIN
+        started = lines.wait_for(STARTING, end)
+        snapshot = lines.wait_for(READY, end)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         conn.connect()
         body = orjson.dumps({"text": "the first sentence after a restore"})

@@ -96,32 +96,13 @@ class DynamoIdempotency(IdempotencyStore):
     def _get(self, key: str) -> dict[str, Any]:
         return {"TableName": self.table, "Key": {"id": {"S": key}}, "ConsistentRead": True}
 
-    def _update(self, record: Record) -> dict[str, Any]:
-        expression = "SET #response_data = :response_data, #expiry = :expiry, #status = :status"
-        names = {"#response_data": "data", "#expiry": "expiration", "#status": "status"}
-        values: dict[str, Any] = {
-            ":response_data": {"S": record.data if record.data is not None else "null"},
-            ":expiry": {"N": str(record.expiration)},
-            ":status": {"S": COMPLETED},
-        }
-        if record.validation is not None:
-            expression += ", #validation_key = :validation_key"
-            names["#validation_key"] = "validation"
-            values[":validation_key"] = {"S": record.validation}
-        return {
-            "TableName": self.table,
-            "Key": {"id": {"S": record.key}},
-            "UpdateExpression": expression,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
-
     def _delete(self, key: str) -> dict[str, Any]:
         return {"TableName": self.table, "Key": {"id": {"S": key}}}
 
     @staticmethod
     def _completed_item(record: Record) -> dict[str, Any]:
-        """The completed record whole, as Powertools' update leaves its fields."""
+        """The completed record whole, as Powertools' update leaves its fields: what every
+        completion writes, alone or in a batch, from the loop or a thread."""
         item: dict[str, Any] = {
             "id": {"S": record.key},
             "expiration": {"N": str(record.expiration)},
@@ -223,7 +204,8 @@ class DynamoIdempotency(IdempotencyStore):
 
     def complete_sync(self, record: Record) -> None:
         try:
-            aws.current.get_sync("dynamodb").update_item(**self._update(record))
+            item = self._completed_item(record)
+            aws.current.get_sync("dynamodb").put_item(TableName=self.table, Item=item)
         except ClientError as exc:
             raise self._error(exc) from exc
 
