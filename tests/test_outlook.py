@@ -111,6 +111,15 @@ def test_processes_add_up_and_the_soonest_lane_warns() -> None:
     assert ahead["saturation"]["seconds"] == 3.0
     assert ahead["throttle"]["rate"] is None  # no request: no rate
     assert ahead["cost"] is None  # no invocation finished: nothing to price
+    assert ahead["rps"] == 0.0  # measured, and nothing finished
+
+
+def test_the_served_rate_adds_each_process_over_its_own_span() -> None:
+    def part(invocations: int, span: float) -> dict[str, Any]:
+        return {"span_s": span, "invocations": invocations}
+
+    assert outlook.served_rate([part(100, 10.0), part(30, 2.0)]) == pytest.approx(25.0)
+    assert outlook.served_rate([part(0, 0.0)]) is None  # one sample: no span, no rate yet
 
 
 @pytest.mark.parametrize(("busy", "slots"), [(0, 4), (2, 4), (4, 4), (6, 4), (-1, 4), (3, 0)])

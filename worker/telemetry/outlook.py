@@ -215,6 +215,7 @@ def combine(
     return {
         "window_s": window,
         "span_s": max((p["span_s"] for p in parts), default=0.0),
+        "rps": served_rate(parts),
         "lanes": lanes,
         "saturation": saturation,
         "throttle": {
@@ -227,6 +228,15 @@ def combine(
     }
 
 
+def served_rate(parts: Sequence[Mapping[str, Any]]) -> float | None:
+    """Invocations finished per second over the window, on the processes' own clocks (a
+    page's poll cadence cannot skew it); None before any process has two samples."""
+    timed = [p for p in parts if p["span_s"] > 0]
+    if not timed:
+        return None
+    return sum(p["invocations"] / p["span_s"] for p in timed)
+
+
 def measured_profile(
     parts: Sequence[Mapping[str, Any]], memory_mb: float, arch: str
 ) -> Profile | None:
@@ -235,8 +245,8 @@ def measured_profile(
     invocations = sum(p["invocations"] for p in parts)
     if invocations <= 0:
         return None
-    rps = sum(p["invocations"] / p["span_s"] for p in parts if p["span_s"] > 0)
-    if rps <= 0:
+    rps = served_rate(parts)
+    if not rps:
         return None
     duration_ms = sum(p["duration_s"] for p in parts) / invocations * 1000
     cpu_ms = sum(p["cpu_s"] for p in parts) / invocations * 1000
