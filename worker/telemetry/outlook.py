@@ -234,7 +234,7 @@ def served_rate(parts: Sequence[Mapping[str, Any]]) -> float | None:
     timed = [p for p in parts if p["span_s"] > 0]
     if not timed:
         return None
-    return sum(p["invocations"] / p["span_s"] for p in timed)
+    return float(sum(p["invocations"] / p["span_s"] for p in timed))
 
 
 def measured_profile(
