@@ -127,7 +127,7 @@ async def ours() -> tuple[Callable[[], HttpProtocol], Pool]:
     )
     pool = Pool(
         handler,
-        process._lanes(config.slots_for(0)),
+        process.lanes(config.slots_for(0)),
         config,
         worker_tmp=tempfile.mkdtemp(),
         metrics=process.metrics,

@@ -23,6 +23,10 @@ log = logging.getLogger("worker.init")
 
 T = TypeVar("T")
 
+#: Exit status of a worker whose own init failed (an ASGI app's lifespan startup, a
+#: SnapStart hook): a replacement would fail alike, so the supervisor ends the environment.
+EXIT_INIT_FAILED = 77
+
 #: What awslambdaric logs (at WARNING, through the root logger) before an init error's
 #: report: the platform's own words, so a function's failed init reads the same here.
 UNHANDLED_WARNING = (

@@ -23,7 +23,7 @@ from worker.errors import LambdaError
 from worker.handler import Handler
 from worker.inference import registry
 from worker.inflight import Inflight, post_exit_errors
-from worker.initphase import InitResponder, init_failed, run_init
+from worker.initphase import EXIT_INIT_FAILED, InitResponder, init_failed, run_init
 from worker.sockets import Listeners
 from worker.sources.runtime_api import EXIT_API_GONE
 from worker.telemetry import lines, logs
@@ -59,7 +59,7 @@ class Supervisor:
         self.metrics = Metrics()
         self.root = ""
         self.api_gone = False
-        self.init_failed = False  # a worker's own init failed (process.EXIT_INIT_FAILED)
+        self.init_failed = False  # a worker's own init failed (initphase.EXIT_INIT_FAILED)
         self.model_host: modelhost.ModelHost | None = None
         self.hosted: list[registry.ModelSpec] = []
         self.listeners: Listeners | None = None
@@ -313,7 +313,7 @@ class Supervisor:
                     self.stopping = True
                     for other in self.workers:
                         _kill(other, signal.SIGTERM)
-            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == process.EXIT_INIT_FAILED:
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_INIT_FAILED:
                 # Its init (an ASGI app's lifespan startup) failed and said why: every
                 # replacement would fail alike, so the environment ends, as when the
                 # supervisor's own init fails.
